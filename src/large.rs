@@ -1,0 +1,145 @@
+//! Large objects: anything above the largest size class or more aligned than
+//! 4096 bytes, mapped from the OS one object at a time and unmapped on free.
+//!
+//! Layout of one large object's mapping (`lead = max(PAGE, align)`):
+//!
+//! ```text
+//! base: aligned to max(4 MiB, align)     ptr = base + lead        base + map_size
+//! | LargeHeader | ... never touched ... | user bytes ............ |
+//! ```
+//!
+//! The user pointer honours any power-of-two alignment. The header sits at
+//! the start of the 4 MiB granule that holds `ptr - 1`: that is `base` when
+//! `lead < 4 MiB`, and `ptr - 4 MiB` (still inside the mapping, since then
+//! `lead = align >= 4 MiB`) otherwise. Small-block segments keep their header
+//! at the same place — the granule of `ptr - 1` — so one rule finds the
+//! header of anything we allocated, and the [`registry`](crate::registry)
+//! entry of that granule says which kind of header it is. That granule lies
+//! wholly inside this mapping or starts at `base`, so no other mapping of ours
+//! shares it, and the header read is always of mapped memory.
+//!
+//! Pages between the header and the user bytes are never touched, so they
+//! cost address space, not memory; fresh pages are zero, so `alloc_zeroed`
+//! needs no `memset`.
+
+use crate::os::{self, PAGE};
+use crate::registry::{self, Granule};
+use crate::segment::SEGMENT_SIZE;
+
+const LARGE_MAGIC: u64 = 0x5348_4f41_4c4c_5247; // "SHOALLRG"
+
+/// Bookkeeping of one large object, at the start of the granule of `ptr - 1`.
+///
+/// Invariant: written once before the pointer is returned, read-only until
+/// the object is freed; `user` is the object's pointer.
+#[repr(C)]
+struct LargeHeader {
+    magic: u64,
+    user: usize,
+    map_base: usize,
+    map_size: usize,
+    map_align: usize,
+}
+
+/// Maps a large object of `size` bytes aligned to `align` (a power of two).
+/// Returns null when the size overflows or the OS refuses.
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    let lead = align.max(PAGE);
+    let map_align = align.max(SEGMENT_SIZE);
+    let Some(map_size) = size
+        .checked_add(PAGE - 1)
+        .map(|s| s & !(PAGE - 1))
+        .and_then(|s| s.checked_add(lead))
+    else {
+        return core::ptr::null_mut();
+    };
+    if map_size > isize::MAX as usize || !os::page_size_ok() {
+        return core::ptr::null_mut();
+    }
+    let base = os::map_aligned(map_size, map_align);
+    if base.is_null() {
+        return base;
+    }
+    let user = base as usize + lead;
+    if !os::is_user_address(base as usize + map_size) {
+        // SAFETY: just mapped, unknown to anyone else.
+        unsafe { os::unmap(base, map_size, map_align) };
+        return core::ptr::null_mut();
+    }
+    // SAFETY: the header address lies inside the fresh mapping (see the
+    // module docs), writable and aligned.
+    unsafe {
+        (header_addr(user as *mut u8) as *mut LargeHeader).write(LargeHeader {
+            magic: LARGE_MAGIC,
+            user,
+            map_base: base as usize,
+            map_size,
+            map_align,
+        });
+    }
+    registry::mark(user - 1, Granule::Large);
+    user as *mut u8
+}
+
+/// Where the header of the object at `ptr` lives: the start of the granule
+/// holding `ptr - 1` (see the module docs).
+#[inline]
+pub fn header_addr(ptr: *mut u8) -> usize {
+    (ptr as usize).wrapping_sub(1) & !(SEGMENT_SIZE - 1)
+}
+
+/// The header of the large object at `ptr`.
+///
+/// # Safety
+/// `ptr` must be a live large object's user pointer.
+unsafe fn header(ptr: *mut u8) -> &'static LargeHeader {
+    // SAFETY: the caller's promise; the header is mapped with the object.
+    unsafe { &*(header_addr(ptr) as *const LargeHeader) }
+}
+
+/// `true` if `ptr` is the user pointer of a live large object. Reads memory
+/// only when the registry says the granule of `ptr - 1` starts with one of
+/// our large-object headers, which is then mapped.
+pub fn is_large(ptr: *mut u8) -> bool {
+    if registry::lookup((ptr as usize).wrapping_sub(1)) != Granule::Large {
+        return false;
+    }
+    // SAFETY: the registry entry means a live large object's header starts
+    // this granule (module docs), so the read is of mapped memory.
+    let h = unsafe { header(ptr) };
+    h.magic == LARGE_MAGIC && h.user == ptr as usize
+}
+
+/// Bytes usable at `ptr` (at least the requested size).
+///
+/// # Safety
+/// `ptr` must be a live large object.
+pub unsafe fn usable_size(ptr: *mut u8) -> usize {
+    // SAFETY: forwarded contract.
+    let h = unsafe { header(ptr) };
+    h.map_base + h.map_size - h.user
+}
+
+/// Unmaps the large object at `ptr`.
+///
+/// # Safety
+/// `ptr` must be a live large object, not used afterwards.
+pub unsafe fn free(ptr: *mut u8) {
+    // SAFETY: forwarded contract.
+    let h = unsafe { header(ptr) };
+    let (base, size, align) = (h.map_base, h.map_size, h.map_align);
+    registry::clear(ptr as usize - 1);
+    // SAFETY: the whole mapping belongs to this object, which the caller gives up.
+    unsafe { os::unmap(base as *mut u8, size, align) };
+}
+
+/// Resizes in place when `new_size` fits the mapping and would not leave more
+/// than half of it unused; returns whether it did.
+///
+/// # Safety
+/// `ptr` must be a live large object.
+pub unsafe fn resize_in_place(ptr: *mut u8, new_size: usize) -> bool {
+    // SAFETY: forwarded contract.
+    let usable = unsafe { usable_size(ptr) };
+    new_size <= usable && new_size > usable / 2
+}

@@ -1,0 +1,172 @@
+//! Pages from the operating system.
+//!
+//! Every byte either allocator owns comes from here: anonymous private
+//! mappings, obtained with `mmap`, trimmed to the requested alignment and
+//! returned with `munmap`. Fresh mappings are zero-filled by the kernel, which
+//! is what lets `alloc_zeroed` skip the `memset` for large objects.
+//!
+//! Under `cfg(miri)` and `cfg(loom)` there are no system calls: the same
+//! functions are served by [`std::alloc::System`] with an explicit zeroing, so
+//! the layers above run unchanged inside the interpreters.
+
+/// The page size every layer assumes. Linux on x86-64 and the common aarch64
+/// configurations use 4 KiB pages; [`init_check`] verifies it at start-up
+/// outside the interpreters.
+pub const PAGE: usize = 4096;
+
+/// Maps `size` bytes (a multiple of [`PAGE`]) of zeroed read-write memory
+/// whose start is a multiple of `align` (a power of two, at least [`PAGE`]).
+///
+/// Returns null when the kernel refuses or when the arithmetic would overflow:
+/// callers turn that into a null allocation, never an abort.
+pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two() && align >= PAGE);
+    debug_assert!(size % PAGE == 0 && size > 0);
+    imp::map_aligned(size, align)
+}
+
+/// Returns a mapping made by [`map_aligned`] (or a page-aligned part of one).
+///
+/// # Safety
+/// `ptr..ptr + size` must be a page-aligned range inside mappings obtained
+/// from [`map_aligned`] with the same `align`, and nothing may use it again.
+pub unsafe fn unmap(ptr: *mut u8, size: usize, align: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { imp::unmap(ptr, size, align) }
+}
+
+/// Tells the kernel the pages may be discarded: they stay mapped and read as
+/// zero when touched again. Used to return the tail of a shrunk large object.
+///
+/// # Safety
+/// The range must be page-aligned, inside a live mapping, and hold no data the
+/// caller still needs.
+pub unsafe fn decommit(ptr: *mut u8, size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { imp::decommit(ptr, size) }
+}
+
+/// Checks that the kernel's page size matches [`PAGE`]. Returns false when it
+/// does not, in which case the allocators refuse to hand out memory.
+pub fn page_size_ok() -> bool {
+    imp::page_size_ok()
+}
+
+/// `true` for addresses a user-space mapping can have on the supported
+/// targets (47-bit virtual addresses). The segment registry only covers these.
+#[inline]
+pub fn is_user_address(addr: usize) -> bool {
+    addr < (1usize << ADDRESS_BITS)
+}
+
+/// Width of the user address space the registry and block handles cover.
+/// `mmap` without a hint never returns addresses above 2^47 on x86-64 or
+/// aarch64, even on kernels with 5-level page tables.
+pub const ADDRESS_BITS: u32 = 47;
+
+#[cfg(not(any(miri, loom)))]
+mod imp {
+    use super::PAGE;
+
+    pub fn page_size_ok() -> bool {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        page == PAGE as libc::c_long
+    }
+
+    fn mmap(size: usize) -> *mut u8 {
+        // SAFETY: an anonymous private mapping with no address hint touches no
+        // existing memory; failure is reported as MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            core::ptr::null_mut()
+        } else {
+            p.cast()
+        }
+    }
+
+    fn munmap(ptr: *mut u8, size: usize) {
+        if size == 0 {
+            return;
+        }
+        // SAFETY: callers pass page-aligned ranges of mappings they own.
+        let rc = unsafe { libc::munmap(ptr.cast(), size) };
+        debug_assert_eq!(rc, 0, "munmap failed");
+    }
+
+    pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
+        // First try the exact size: the kernel often returns an aligned block
+        // for large requests, which saves two system calls.
+        let p = mmap(size);
+        if p.is_null() {
+            return p;
+        }
+        if (p as usize) % align == 0 {
+            return p;
+        }
+        munmap(p, size);
+        // Over-map by `align - PAGE` and trim both ends.
+        let Some(padded) = size.checked_add(align - PAGE) else {
+            return core::ptr::null_mut();
+        };
+        let raw = mmap(padded);
+        if raw.is_null() {
+            return raw;
+        }
+        let start = raw as usize;
+        let aligned = (start + align - 1) & !(align - 1);
+        let head = aligned - start;
+        let tail = padded - head - size;
+        munmap(raw, head);
+        munmap((aligned + size) as *mut u8, tail);
+        aligned as *mut u8
+    }
+
+    pub unsafe fn unmap(ptr: *mut u8, size: usize, _align: usize) {
+        munmap(ptr, size);
+    }
+
+    pub unsafe fn decommit(ptr: *mut u8, size: usize) {
+        // SAFETY: forwarded contract: a page-aligned range of a live mapping.
+        unsafe {
+            libc::madvise(ptr.cast(), size, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+#[cfg(any(miri, loom))]
+mod imp {
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    pub fn page_size_ok() -> bool {
+        true
+    }
+
+    pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
+        match Layout::from_size_align(size, align) {
+            // SAFETY: the layout has a non-zero size.
+            Ok(layout) => unsafe { System.alloc_zeroed(layout) },
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+
+    pub unsafe fn unmap(ptr: *mut u8, size: usize, align: usize) {
+        // SAFETY: `ptr` came from `map_aligned(size, align)`, which used this layout.
+        // Partial unmaps are not used by the callers under the interpreters.
+        unsafe { System.dealloc(ptr, Layout::from_size_align_unchecked(size, align)) }
+    }
+
+    pub unsafe fn decommit(ptr: *mut u8, size: usize) {
+        // SAFETY: the caller owns the range; zeroing models MADV_DONTNEED.
+        unsafe { core::ptr::write_bytes(ptr, 0, size) }
+    }
+}

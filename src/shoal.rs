@@ -1,0 +1,206 @@
+//! `Shoal`: the lock-free, thread-caching allocator, and its `GlobalAlloc` front.
+//!
+//! ```text
+//!  alloc/free ──► ThreadCache (per thread, plain loads/stores)
+//!                    │ one CAS per batch
+//!                    ▼
+//!                 Pools: per class, a tagged Treiber stack of batches
+//!                    │ carve (CAS on the carve word)
+//!                    ▼
+//!                 Segments (4 MiB, one class each)  ◄── mmap
+//!  large (> 256 KiB or align > 4 KiB) ──► one mapping per object
+//! ```
+//!
+//! All state is process-wide; `Shoal` is a zero-sized handle to it, so any
+//! number of `Shoal` values (a `#[global_allocator]` and direct callers in
+//! benchmarks) share one heap.
+
+use crate::large;
+use crate::pool::Pools;
+use crate::registry::{self, Granule};
+use crate::segment::{header_of, Segments, HEADER_BYTES, SEGMENT_SIZE};
+use crate::size_class::{class_for, first_block_offset, CLASS_SIZE, NUM_CLASSES};
+use crate::thread::{ThreadCaches, ThreadSlot};
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::ptr::null_mut;
+
+/// The shared pools of every size class.
+static POOLS: Pools<Segments> = Pools::new(Segments);
+
+std::thread_local! {
+    static SLOT: UnsafeCell<ThreadSlot> = const { UnsafeCell::new(ThreadSlot::new()) };
+}
+
+static CACHES: ThreadCaches<Pools<Segments>> = ThreadCaches::new(&SLOT, &POOLS, on_thread_exit);
+
+unsafe extern "C" fn on_thread_exit(slot: *mut c_void) {
+    // SAFETY: pthread passes back the value `ThreadCaches::arm` stored.
+    unsafe { CACHES.thread_exit(slot) }
+}
+
+/// The lock-free allocator. See the crate documentation for the design.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: shoalloc::Shoal = shoalloc::Shoal::new();
+/// # fn main() { let v = vec![1, 2, 3]; assert_eq!(v.iter().sum::<i32>(), 6); }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shoal {
+    _private: (),
+}
+
+/// What a bare pointer is to `Shoal` (for C `free` and `malloc_usable_size`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A block of this size class.
+    Small(usize),
+    /// A large object.
+    Large,
+    /// Not a pointer `Shoal` handed out (or not at a block boundary).
+    Foreign,
+}
+
+impl Shoal {
+    /// A handle to the process-wide heap.
+    pub const fn new() -> Self {
+        Self { _private: () }
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two); null when
+    /// out of memory or when the size cannot be represented.
+    #[inline]
+    pub fn allocate(size: usize, align: usize) -> *mut u8 {
+        match class_for(size, align) {
+            Some(class) => CACHES.alloc(class),
+            None => large::alloc(size, align),
+        }
+    }
+
+    /// Classifies `ptr` without trusting it: reads memory only where the
+    /// registry says we own it, and checks that a small pointer sits on a
+    /// block boundary of its segment.
+    pub fn owner(ptr: *const u8) -> Owner {
+        let addr = ptr as usize;
+        if addr == 0 {
+            return Owner::Foreign;
+        }
+        match registry::lookup(addr - 1) {
+            Granule::Small => {
+                // SAFETY: the registry says a live segment holds `ptr`.
+                let header = unsafe { header_of(ptr) };
+                if !header.is_valid() {
+                    return Owner::Foreign;
+                }
+                let class = header.class as usize;
+                let size = CLASS_SIZE[class] as usize;
+                let offset = addr & (SEGMENT_SIZE - 1);
+                let first = first_block_offset(class, HEADER_BYTES);
+                if offset < first || (offset - first) % size != 0 || offset + size > SEGMENT_SIZE {
+                    return Owner::Foreign;
+                }
+                Owner::Small(class)
+            }
+            Granule::Large if large::is_large(ptr.cast_mut()) => Owner::Large,
+            _ => Owner::Foreign,
+        }
+    }
+
+    /// Frees a pointer without knowing its layout (C `free`).
+    ///
+    /// Returns `Err(())` and touches nothing when `ptr` is not a pointer this
+    /// allocator handed out; the caller decides how to report it.
+    ///
+    /// # Safety
+    /// If `ptr` is ours, it must be live and not used afterwards.
+    pub unsafe fn free_unsized(ptr: *mut u8) -> Result<(), ()> {
+        match Self::owner(ptr) {
+            // SAFETY: a live block of `class`, given up by the caller.
+            Owner::Small(class) => unsafe { CACHES.free(class, ptr) },
+            // SAFETY: a live large object, given up by the caller.
+            Owner::Large => unsafe { large::free(ptr) },
+            Owner::Foreign => return Err(()),
+        }
+        Ok(())
+    }
+
+    /// Usable bytes at `ptr`, or `None` if it is not ours.
+    ///
+    /// # Safety
+    /// If `ptr` is ours, it must be live.
+    pub unsafe fn usable_size(ptr: *const u8) -> Option<usize> {
+        match Self::owner(ptr) {
+            Owner::Small(class) => Some(CLASS_SIZE[class] as usize),
+            // SAFETY: a live large object.
+            Owner::Large => Some(unsafe { large::usable_size(ptr.cast_mut()) }),
+            Owner::Foreign => None,
+        }
+    }
+
+    /// Number of size classes (for statistics and tests).
+    pub const NUM_CLASSES: usize = NUM_CLASSES;
+}
+
+// SAFETY: every method returns null or memory of at least `layout.size()`
+// bytes aligned to `layout.align()` that no other live allocation overlaps
+// (size classes and alignment: `size_class`; blocks are owned by exactly one
+// list or one user at a time: `cache`, `pool`); `dealloc` derives the same
+// class from the same layout that `alloc` used.
+unsafe impl GlobalAlloc for Shoal {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Self::allocate(layout.size(), layout.align())
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        match class_for(layout.size(), layout.align()) {
+            // SAFETY: `ptr` came from `alloc` with this layout, hence this class.
+            Some(class) => unsafe { CACHES.free(class, ptr) },
+            // SAFETY: the same layout made it a large object.
+            None => unsafe { large::free(ptr) },
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        match class_for(layout.size(), layout.align()) {
+            Some(class) => {
+                let ptr = CACHES.alloc(class);
+                if !ptr.is_null() {
+                    // SAFETY: a fresh block of at least `layout.size()` bytes.
+                    unsafe { ptr.write_bytes(0, layout.size()) };
+                }
+                ptr
+            }
+            // Fresh mappings are already zero.
+            None => large::alloc(layout.size(), layout.align()),
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let align = layout.align();
+        let old_class = class_for(layout.size(), align);
+        let new_class = class_for(new_size, align);
+        match (old_class, new_class) {
+            (Some(a), Some(b)) if a == b => return ptr,
+            // SAFETY: `ptr` is a live large object (its layout says so).
+            (None, None) if unsafe { large::resize_in_place(ptr, new_size) } => return ptr,
+            _ => {}
+        }
+        let Ok(new_layout) = Layout::from_size_align(new_size, align) else {
+            return null_mut();
+        };
+        // SAFETY: a valid non-zero-size layout (GlobalAlloc::realloc's contract).
+        let new = unsafe { self.alloc(new_layout) };
+        if !new.is_null() {
+            // SAFETY: both blocks are live, distinct, and at least this long.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        new
+    }
+}

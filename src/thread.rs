@@ -1,0 +1,237 @@
+//! Binding a [`ThreadCache`] to each thread, and returning it when the thread exits.
+//!
+//! # Why a pthread key and not a `Drop` thread-local
+//! A global allocator must not rely on a thread-local with a destructor: std
+//! registers such destructors lazily, and registering may allocate or, in
+//! some std versions, abort when done from inside the allocator. So the cache
+//! lives in a `const`-initialised `thread_local!` of a type without `Drop`
+//! (compiled to a plain `#[thread_local]` static, no registration, no lazy
+//! check), and thread exit is caught by a destructor registered with
+//! `pthread_key_create`, armed once per thread with `pthread_setspecific`.
+//!
+//! # States of a thread's slot
+//! | state | meaning | allocation and free go to |
+//! |---|---|---|
+//! | `FRESH` | never used | arm the key, then the cache |
+//! | `ARMING` | inside `pthread_setspecific` (which may call `malloc` itself) | the shared pools directly |
+//! | `ACTIVE` | armed | the cache |
+//! | `DEAD` | the key destructor flushed the cache | the shared pools directly |
+//!
+//! glibc runs C++/Rust thread-local destructors before pthread key
+//! destructors, so most late frees still land in the cache and are flushed
+//! with it; anything after that (other keys' destructors) uses the pools
+//! directly, one block per atomic operation, and nothing is stranded.
+//! The main thread's cache is not flushed at process exit: the process's
+//! memory is about to disappear anyway.
+
+use crate::cache::ThreadCache;
+use crate::pool::{Batch, FreeBlock, SharedPool};
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::LocalKey;
+
+const FRESH: u8 = 0;
+const ARMING: u8 = 1;
+const ACTIVE: u8 = 2;
+const DEAD: u8 = 3;
+
+/// One thread's cache and the state of its exit hook.
+#[derive(Debug)]
+pub struct ThreadSlot {
+    cache: ThreadCache,
+    state: u8,
+}
+
+impl ThreadSlot {
+    /// A slot in the `FRESH` state.
+    pub const fn new() -> Self {
+        Self {
+            cache: ThreadCache::new(),
+            state: FRESH,
+        }
+    }
+}
+
+impl Default for ThreadSlot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Thread caches over one shared pool: the thread-local slot, the pool, and
+/// the pthread key whose destructor flushes a dying thread's cache.
+pub struct ThreadCaches<P: SharedPool + Sync + 'static> {
+    slot: &'static LocalKey<UnsafeCell<ThreadSlot>>,
+    pool: &'static P,
+    /// `pthread_key_t + 1`, or 0 before the key is created.
+    key: AtomicUsize,
+    on_exit: unsafe extern "C" fn(*mut c_void),
+}
+
+impl<P: SharedPool + Sync + 'static> ThreadCaches<P> {
+    /// Binds `slot` (a `const`-initialised thread-local) to `pool`. `on_exit`
+    /// must be a function that calls [`ThreadCaches::thread_exit`] on this
+    /// value.
+    pub const fn new(
+        slot: &'static LocalKey<UnsafeCell<ThreadSlot>>,
+        pool: &'static P,
+        on_exit: unsafe extern "C" fn(*mut c_void),
+    ) -> Self {
+        Self {
+            slot,
+            pool,
+            key: AtomicUsize::new(0),
+            on_exit,
+        }
+    }
+
+    /// The shared pool behind the caches.
+    pub fn pool(&self) -> &'static P {
+        self.pool
+    }
+
+    /// This thread's slot, armed if it was fresh; `None` while arming, after
+    /// the thread's exit hook ran, or when thread-locals are gone.
+    #[inline]
+    fn cache(&self) -> Option<&mut ThreadCache> {
+        let slot = self.slot.try_with(|s| s.get()).ok()?;
+        // SAFETY: the slot is this thread's own and outlives the call. Its
+        // fields are reached through the raw pointer so that a re-entrant
+        // call (from inside `pthread_setspecific`) creates no overlapping
+        // reference: that call sees ARMING and never touches the cache.
+        match unsafe { (*slot).state } {
+            // SAFETY: as above; ACTIVE means no other call holds the cache.
+            ACTIVE => Some(unsafe { &mut (*slot).cache }),
+            FRESH => self.arm(slot),
+            _ => None,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn arm(&self, slot: *mut ThreadSlot) -> Option<&mut ThreadCache> {
+        // SAFETY (all accesses below): `slot` is this thread's slot, see `cache`.
+        unsafe { (*slot).state = ARMING };
+        let armed = match self.key() {
+            // SAFETY: `key` is a live key; the value is only read back by our
+            // destructor. This may re-enter the allocator, which sees ARMING.
+            Some(key) => unsafe { libc::pthread_setspecific(key, slot.cast()) == 0 },
+            None => false,
+        };
+        if !armed {
+            // Without an exit hook the cache would be stranded: run uncached.
+            // SAFETY: as above.
+            unsafe { (*slot).state = DEAD };
+            return None;
+        }
+        // SAFETY: as above.
+        unsafe {
+            (*slot).state = ACTIVE;
+            Some(&mut (*slot).cache)
+        }
+    }
+
+    fn key(&self) -> Option<libc::pthread_key_t> {
+        let k = self.key.load(Ordering::Acquire);
+        if k != 0 {
+            return Some((k - 1) as libc::pthread_key_t);
+        }
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: `key` is a valid out-pointer; the destructor is a plain
+        // `extern "C"` function that lives as long as the program.
+        if unsafe { libc::pthread_key_create(&mut key, Some(self.on_exit)) } != 0 {
+            return None;
+        }
+        match self
+            .key
+            .compare_exchange(0, key as usize + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Some(key),
+            Err(winner) => {
+                // SAFETY: our key was never armed in any thread.
+                unsafe { libc::pthread_key_delete(key) };
+                Some((winner - 1) as libc::pthread_key_t)
+            }
+        }
+    }
+
+    /// A block of `class` (null when out of memory).
+    #[inline]
+    pub fn alloc(&self, class: usize) -> *mut u8 {
+        match self.cache() {
+            Some(cache) => cache.alloc(self.pool, class),
+            None => alloc_uncached(self.pool, class),
+        }
+    }
+
+    /// Frees a block of `class`.
+    ///
+    /// # Safety
+    /// `block` is a live block of `class` from this pool, not used afterwards.
+    #[inline]
+    pub unsafe fn free(&self, class: usize, block: *mut u8) {
+        match self.cache() {
+            // SAFETY: forwarded contract.
+            Some(cache) => unsafe { cache.free(self.pool, class, block) },
+            // SAFETY: forwarded contract.
+            None => unsafe { free_uncached(self.pool, class, block) },
+        }
+    }
+
+    /// The key destructor's body: flush the dying thread's cache.
+    ///
+    /// # Safety
+    /// `slot` must be the value this thread armed the key with.
+    pub unsafe fn thread_exit(&self, slot: *mut c_void) {
+        // SAFETY: the destructor receives the pointer we stored: this
+        // thread's slot, still alive (thread-locals outlive key destructors).
+        let slot = unsafe { &mut *slot.cast::<ThreadSlot>() };
+        slot.state = DEAD;
+        slot.cache.flush_all(self.pool);
+    }
+}
+
+/// One block straight from the shared pool: take a batch, keep its first
+/// block, give the rest back. Two atomic operations; used when no cache is
+/// available and by the no-cache ablation.
+pub fn alloc_uncached(pool: &impl SharedPool, class: usize) -> *mut u8 {
+    let Some(batch) = pool.take(class, 1) else {
+        return core::ptr::null_mut();
+    };
+    let block = batch.head;
+    if batch.len > 1 {
+        // SAFETY: the batch is ours; its head's `next` starts the rest.
+        let rest = unsafe { (*block).next };
+        // SAFETY: the remaining blocks are ours and on no other list.
+        unsafe {
+            pool.give(
+                class,
+                Batch {
+                    head: rest,
+                    len: batch.len - 1,
+                },
+            )
+        };
+    }
+    block.cast()
+}
+
+/// One block straight back to the shared pool as a batch of one.
+///
+/// # Safety
+/// `block` is a live block of `class` from `pool`, not used afterwards.
+pub unsafe fn free_uncached(pool: &impl SharedPool, class: usize, block: *mut u8) {
+    let block = block.cast::<FreeBlock>();
+    // SAFETY: the caller gives us the block.
+    unsafe {
+        (*block).next = core::ptr::null_mut();
+        pool.give(
+            class,
+            Batch {
+                head: block,
+                len: 1,
+            },
+        );
+    }
+}
