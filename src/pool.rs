@@ -272,3 +272,47 @@ impl<B: Backing> SharedPool for Pools<B> {
         unsafe { self.classes[class].give(&self.backing, batch) }
     }
 }
+
+/// One block straight from the shared pool: take a batch, keep its first
+/// block, give the rest back. Two atomic operations; used when no cache is
+/// available and by the no-cache ablation.
+pub fn alloc_uncached(pool: &impl SharedPool, class: usize) -> *mut u8 {
+    let Some(batch) = pool.take(class, 1) else {
+        return core::ptr::null_mut();
+    };
+    let block = batch.head;
+    if batch.len > 1 {
+        // SAFETY: the batch is ours; its head's `next` starts the rest.
+        let rest = unsafe { (*block).next };
+        // SAFETY: the remaining blocks are ours and on no other list.
+        unsafe {
+            pool.give(
+                class,
+                Batch {
+                    head: rest,
+                    len: batch.len - 1,
+                },
+            )
+        };
+    }
+    block.cast()
+}
+
+/// One block straight back to the shared pool as a batch of one.
+///
+/// # Safety
+/// `block` is a live block of `class` from `pool`, not used afterwards.
+pub unsafe fn free_uncached(pool: &impl SharedPool, class: usize, block: *mut u8) {
+    let block = block.cast::<FreeBlock>();
+    // SAFETY: the caller gives us the block.
+    unsafe {
+        (*block).next = core::ptr::null_mut();
+        pool.give(
+            class,
+            Batch {
+                head: block,
+                len: 1,
+            },
+        );
+    }
+}

@@ -27,7 +27,7 @@ use core::ffi::c_void;
 use core::ptr::null_mut;
 
 /// The shared pools of every size class.
-static POOLS: Pools<Segments> = Pools::new(Segments);
+pub(crate) static POOLS: Pools<Segments> = Pools::new(Segments);
 
 std::thread_local! {
     static SLOT: UnsafeCell<ThreadSlot> = const { UnsafeCell::new(ThreadSlot::new()) };
