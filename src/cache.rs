@@ -155,3 +155,126 @@ impl ThreadCache {
         self.classes[class].len
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::size_class::CLASS_SIZE;
+    use std::cell::{Cell, RefCell};
+
+    /// A pool that records every batch it hands out or receives and carves
+    /// from a private arena.
+    struct CountingPool {
+        arena: RefCell<Vec<u128>>,
+        carved: Cell<usize>,
+        takes: Cell<u32>,
+        gives: RefCell<Vec<u32>>,
+        returned: RefCell<Vec<Batch>>,
+    }
+
+    impl CountingPool {
+        fn new() -> Self {
+            Self {
+                arena: RefCell::new(vec![0u128; 1 << 14]),
+                carved: Cell::new(0),
+                takes: Cell::new(0),
+                gives: RefCell::new(Vec::new()),
+                returned: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl SharedPool for CountingPool {
+        fn take(&self, class: usize, want: u32) -> Option<Batch> {
+            self.takes.set(self.takes.get() + 1);
+            if let Some(b) = self.returned.borrow_mut().pop() {
+                return Some(b);
+            }
+            let words = CLASS_SIZE[class] as usize / 16;
+            let mut arena = self.arena.borrow_mut();
+            let base = arena.as_mut_ptr();
+            let mut head = null_mut::<FreeBlock>();
+            for _ in 0..want {
+                let i = self.carved.get();
+                self.carved.set(i + words);
+                // SAFETY: the arena is large enough for the test's needs.
+                let block = unsafe { base.add(i) }.cast::<FreeBlock>();
+                // SAFETY: the block is inside the arena and unused.
+                unsafe { (*block).next = head };
+                head = block;
+            }
+            Some(Batch { head, len: want })
+        }
+
+        unsafe fn give(&self, _class: usize, batch: Batch) {
+            let mut n = 0;
+            let mut p = batch.head;
+            while !p.is_null() {
+                n += 1;
+                // SAFETY: the batch is a valid chain.
+                p = unsafe { (*p).next };
+            }
+            assert_eq!(n, batch.len, "batch length matches its chain");
+            self.gives.borrow_mut().push(batch.len);
+            self.returned.borrow_mut().push(batch);
+        }
+    }
+
+    #[test]
+    fn refill_takes_one_batch_and_serves_it_locally() {
+        let pool = CountingPool::new();
+        let mut cache = ThreadCache::new();
+        let class = 2;
+        let b = batch_len(class);
+        let mut blocks = Vec::new();
+        for _ in 0..b {
+            let p = cache.alloc(&pool, class);
+            assert!(!p.is_null());
+            blocks.push(p as usize);
+        }
+        assert_eq!(pool.takes.get(), 1, "one batch serves batch_len allocations");
+        assert_eq!(cache.cached(class), 0);
+        cache.alloc(&pool, class);
+        assert_eq!(pool.takes.get(), 2);
+        blocks.sort_unstable();
+        blocks.dedup();
+        assert_eq!(blocks.len(), b as usize, "distinct blocks");
+    }
+
+    #[test]
+    fn flush_returns_one_batch_past_the_high_water_mark() {
+        let pool = CountingPool::new();
+        let mut cache = ThreadCache::new();
+        let class = 0;
+        let limit = cache_limit(class);
+        let blocks: Vec<*mut u8> = (0..limit + 1).map(|_| cache.alloc(&pool, class)).collect();
+        assert_eq!(pool.gives.borrow().len(), 0);
+        let cached_before = cache.cached(class);
+        for (i, &p) in blocks.iter().enumerate() {
+            // SAFETY: each block came from this cache and is freed once.
+            unsafe { cache.free(&pool, class, p) };
+            assert!(cache.cached(class) <= limit, "after free {i}");
+        }
+        let gives = pool.gives.borrow().clone();
+        assert!(!gives.is_empty(), "a consumer hands batches back");
+        assert!(gives.iter().all(|&n| n == batch_len(class)));
+        let total = cached_before + limit + 1;
+        assert_eq!(cache.cached(class) + gives.iter().sum::<u32>(), total, "nothing lost");
+    }
+
+    #[test]
+    fn flush_all_empties_every_class() {
+        let pool = CountingPool::new();
+        let mut cache = ThreadCache::new();
+        for class in [0, 3, 9] {
+            let p = cache.alloc(&pool, class);
+            // SAFETY: freed once.
+            unsafe { cache.free(&pool, class, p) };
+        }
+        cache.flush_all(&pool);
+        for class in 0..NUM_CLASSES {
+            assert_eq!(cache.cached(class), 0);
+        }
+        assert!(pool.gives.borrow().iter().all(|&n| n <= batch_len(0)));
+    }
+}
