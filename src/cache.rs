@@ -72,16 +72,15 @@ impl ThreadCache {
             return null_mut();
         };
         let block = batch.head;
+        let list = &mut self.classes[class];
         #[cfg(not(loom))]
-        if crate::fault::double_handout() {
-            // Deliberate fault for the teeth tests: hand the block out but
-            // leave it on the list, so it will be handed out again.
-            let list = &mut self.classes[class];
+        if let Some(live) = crate::fault::double_handout(class, block.cast()) {
+            // Deliberate fault for the teeth tests: keep the whole batch and
+            // hand out a block that already has an owner.
             list.head = block;
             list.len = batch.len;
-            return block.cast();
+            return live;
         }
-        let list = &mut self.classes[class];
         // SAFETY: the batch is ours; its head is a free block.
         list.head = unsafe { (*block).next };
         list.len = batch.len - 1;
@@ -232,7 +231,11 @@ mod tests {
             assert!(!p.is_null());
             blocks.push(p as usize);
         }
-        assert_eq!(pool.takes.get(), 1, "one batch serves batch_len allocations");
+        assert_eq!(
+            pool.takes.get(),
+            1,
+            "one batch serves batch_len allocations"
+        );
         assert_eq!(cache.cached(class), 0);
         cache.alloc(&pool, class);
         assert_eq!(pool.takes.get(), 2);
@@ -259,7 +262,11 @@ mod tests {
         assert!(!gives.is_empty(), "a consumer hands batches back");
         assert!(gives.iter().all(|&n| n == batch_len(class)));
         let total = cached_before + limit + 1;
-        assert_eq!(cache.cached(class) + gives.iter().sum::<u32>(), total, "nothing lost");
+        assert_eq!(
+            cache.cached(class) + gives.iter().sum::<u32>(),
+            total,
+            "nothing lost"
+        );
     }
 
     #[test]

@@ -5,18 +5,43 @@
 //! nothing measurable. They are hidden from the documentation: no program
 //! should ever set them.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use crate::size_class::NUM_CLASSES;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 static DOUBLE_HANDOUT: AtomicBool = AtomicBool::new(false);
 
-/// While on, each refill of a thread cache hands its first block out without
-/// removing it from the cache, so the block is handed out twice.
+/// Per class, a block that a refill handed out and that the next refill of
+/// the class hands out again.
+static STASH: [AtomicPtr<u8>; NUM_CLASSES] = [const { AtomicPtr::new(null_mut()) }; NUM_CLASSES];
+
+/// While on, every other refill of a thread cache hands out a block that is
+/// already live (handed out by the previous refill of that class), so one
+/// block has two owners. The free lists themselves stay intact, so the
+/// corruption is only what the two owners do to each other — exactly what the
+/// checkers must see.
 #[doc(hidden)]
 pub fn set_double_handout(on: bool) {
     DOUBLE_HANDOUT.store(on, Ordering::Relaxed);
+    if !on {
+        for s in &STASH {
+            s.store(null_mut(), Ordering::Relaxed);
+        }
+    }
 }
 
+/// Called by a refill that just took `fresh` from a new batch: `Some(block)`
+/// means "hand out this already-live block instead and keep `fresh` cached".
 #[inline]
-pub(crate) fn double_handout() -> bool {
-    DOUBLE_HANDOUT.load(Ordering::Relaxed)
+pub(crate) fn double_handout(class: usize, fresh: *mut u8) -> Option<*mut u8> {
+    if !DOUBLE_HANDOUT.load(Ordering::Relaxed) {
+        return None;
+    }
+    let stashed = STASH[class].swap(null_mut(), Ordering::Relaxed);
+    if stashed.is_null() {
+        STASH[class].store(fresh, Ordering::Relaxed);
+        None
+    } else {
+        Some(stashed)
+    }
 }

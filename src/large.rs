@@ -99,7 +99,9 @@ unsafe fn header(ptr: *mut u8) -> &'static LargeHeader {
 
 /// `true` if `ptr` is the user pointer of a live large object. Reads memory
 /// only when the registry says the granule of `ptr - 1` starts with one of
-/// our large-object headers, which is then mapped.
+/// our large-object headers, which is then mapped — so it is safe to call
+/// with any pointer at all.
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // validated through the registry first
 pub fn is_large(ptr: *mut u8) -> bool {
     if registry::lookup((ptr as usize).wrapping_sub(1)) != Granule::Large {
         return false;
@@ -125,6 +127,10 @@ pub unsafe fn usable_size(ptr: *mut u8) -> usize {
 /// # Safety
 /// `ptr` must be a live large object, not used afterwards.
 pub unsafe fn free(ptr: *mut u8) {
+    debug_assert!(
+        is_large(ptr),
+        "large::free of {ptr:p}, not a live large object"
+    );
     // SAFETY: forwarded contract.
     let h = unsafe { header(ptr) };
     let (base, size, align) = (h.map_base, h.map_size, h.map_align);

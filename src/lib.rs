@@ -39,6 +39,8 @@ pub mod sync;
 #[cfg(not(loom))]
 pub mod fault;
 #[cfg(not(loom))]
+pub mod gil;
+#[cfg(not(loom))]
 pub mod large;
 #[cfg(not(loom))]
 pub mod registry;
@@ -50,6 +52,6 @@ pub mod shoal;
 pub mod thread;
 
 #[cfg(not(loom))]
-pub use shoal::{Owner, Shoal};
-pub mod gil;
 pub use gil::GilAlloc;
+#[cfg(not(loom))]
+pub use shoal::{ForeignPointer, Owner, Shoal};

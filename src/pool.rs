@@ -353,7 +353,10 @@ mod tests {
         for &p in &all {
             assert_eq!(p % 256, 0);
             // SAFETY: carved from a live segment.
-            assert_eq!(unsafe { crate::segment::header_of(p as *const u8) }.class as usize, class);
+            assert_eq!(
+                unsafe { crate::segment::header_of(p as *const u8) }.class as usize,
+                class
+            );
         }
     }
 
@@ -361,7 +364,8 @@ mod tests {
     fn a_full_segment_is_replaced_and_returned_batches_come_back_first() {
         let pool = ClassPool::new();
         let class = crate::size_class::NUM_CLASSES - 1; // 256 KiB: 15 per segment
-        let per_segment = (SEGMENT_SIZE - first_block_offset(class, 64)) / CLASS_SIZE[class] as usize;
+        let per_segment =
+            (SEGMENT_SIZE - first_block_offset(class, 64)) / CLASS_SIZE[class] as usize;
         let mut batches = Vec::new();
         let mut carved = 0;
         while carved <= per_segment {

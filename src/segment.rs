@@ -115,9 +115,10 @@ unsafe impl NodeSpace for Segments {
 }
 
 impl Segments {
-    /// The handle of block `ptr`, which must lie in a segment.
+    /// The handle of block `ptr`, which must lie in a segment (only the
+    /// pools call it, on blocks carved from segments).
     #[inline]
-    pub fn handle_of(ptr: *mut u8) -> u64 {
+    pub(crate) fn handle_of(ptr: *mut u8) -> u64 {
         // SAFETY: callers pass blocks of our segments.
         let index = unsafe { header_of(ptr) }.index as u64;
         let offset = (ptr as usize & (SEGMENT_SIZE - 1)) as u64 >> 4;
@@ -126,7 +127,7 @@ impl Segments {
 
     /// The address named by a block handle.
     #[inline]
-    pub fn addr_of(handle: u64) -> *mut u8 {
+    pub(crate) fn addr_of(handle: u64) -> *mut u8 {
         let base = segment_base(handle >> OFFSET_BITS);
         (base + (((handle & ((1 << OFFSET_BITS) - 1)) << 4) as usize)) as *mut u8
     }

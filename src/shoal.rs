@@ -52,6 +52,11 @@ pub struct Shoal {
     _private: (),
 }
 
+/// The error of [`Shoal::free_unsized`]: the pointer was not handed out by
+/// `Shoal` (or does not point at the start of a block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForeignPointer;
+
 /// What a bare pointer is to `Shoal` (for C `free` and `malloc_usable_size`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
@@ -81,7 +86,8 @@ impl Shoal {
 
     /// Classifies `ptr` without trusting it: reads memory only where the
     /// registry says we own it, and checks that a small pointer sits on a
-    /// block boundary of its segment.
+    /// block boundary of its segment. Safe to call with any pointer.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)] // validated through the registry first
     pub fn owner(ptr: *const u8) -> Owner {
         let addr = ptr as usize;
         if addr == 0 {
@@ -110,18 +116,18 @@ impl Shoal {
 
     /// Frees a pointer without knowing its layout (C `free`).
     ///
-    /// Returns `Err(())` and touches nothing when `ptr` is not a pointer this
-    /// allocator handed out; the caller decides how to report it.
+    /// Returns `Err(ForeignPointer)` and touches nothing when `ptr` is not a
+    /// pointer this allocator handed out; the caller decides how to report it.
     ///
     /// # Safety
     /// If `ptr` is ours, it must be live and not used afterwards.
-    pub unsafe fn free_unsized(ptr: *mut u8) -> Result<(), ()> {
+    pub unsafe fn free_unsized(ptr: *mut u8) -> Result<(), ForeignPointer> {
         match Self::owner(ptr) {
             // SAFETY: a live block of `class`, given up by the caller.
             Owner::Small(class) => unsafe { CACHES.free(class, ptr) },
             // SAFETY: a live large object, given up by the caller.
             Owner::Large => unsafe { large::free(ptr) },
-            Owner::Foreign => return Err(()),
+            Owner::Foreign => return Err(ForeignPointer),
         }
         Ok(())
     }

@@ -51,7 +51,7 @@ pub const fn class_of(size: usize) -> usize {
     if size <= 128 {
         // 0 and 1..=16 → 0, 17..=32 → 1, …
         let s = if size == 0 { 1 } else { size };
-        (s + 15) / 16 - 1
+        s.div_ceil(16) - 1
     } else {
         let s = size - 1;
         let bits = usize::BITS - 1 - s.leading_zeros(); // floor(log2(s)), >= 7
@@ -108,7 +108,7 @@ const fn natural_alignment(size: usize) -> usize {
 /// that the alignment promise of [`class_for`] holds for every block.
 pub const fn first_block_offset(class: usize, header_bytes: usize) -> usize {
     let a = natural_alignment(CLASS_SIZE[class] as usize);
-    (header_bytes + a - 1) / a * a
+    header_bytes.div_ceil(a) * a
 }
 
 /// How many blocks move between a thread cache and the shared pool in one

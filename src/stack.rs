@@ -260,7 +260,7 @@ mod tests {
     fn tag_wraps_without_disturbing_the_handle() {
         let space = nodes(4);
         let stack = BatchStack::new();
-        stack.head.store(u64::MAX & !HANDLE_MASK, Ordering::Relaxed);
+        stack.head.store(!HANDLE_MASK, Ordering::Relaxed);
         // SAFETY: handle 3 is pushed once.
         unsafe { stack.push(&space, 3, 5) };
         assert_eq!(stack.head.load(Ordering::Relaxed), 3);

@@ -93,24 +93,30 @@ impl<P: SharedPool + Sync + 'static> ThreadCaches<P> {
 
     /// This thread's slot, armed if it was fresh; `None` while arming, after
     /// the thread's exit hook ran, or when thread-locals are gone.
+    /// This thread's cache, or null while arming, after the thread's exit
+    /// hook ran, or when thread-locals are gone. A raw pointer, because the
+    /// cache is thread-local state reached through a shared `&self`; callers
+    /// dereference it for the duration of one operation only.
     #[inline]
-    fn cache(&self) -> Option<&mut ThreadCache> {
-        let slot = self.slot.try_with(|s| s.get()).ok()?;
+    fn cache(&self) -> *mut ThreadCache {
+        let Ok(slot) = self.slot.try_with(|s| s.get()) else {
+            return core::ptr::null_mut();
+        };
         // SAFETY: the slot is this thread's own and outlives the call. Its
         // fields are reached through the raw pointer so that a re-entrant
         // call (from inside `pthread_setspecific`) creates no overlapping
         // reference: that call sees ARMING and never touches the cache.
         match unsafe { (*slot).state } {
-            // SAFETY: as above; ACTIVE means no other call holds the cache.
-            ACTIVE => Some(unsafe { &mut (*slot).cache }),
+            // SAFETY: as above.
+            ACTIVE => unsafe { &raw mut (*slot).cache },
             FRESH => self.arm(slot),
-            _ => None,
+            _ => core::ptr::null_mut(),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn arm(&self, slot: *mut ThreadSlot) -> Option<&mut ThreadCache> {
+    fn arm(&self, slot: *mut ThreadSlot) -> *mut ThreadCache {
         // SAFETY (all accesses below): `slot` is this thread's slot, see `cache`.
         unsafe { (*slot).state = ARMING };
         let armed = match self.key() {
@@ -123,12 +129,12 @@ impl<P: SharedPool + Sync + 'static> ThreadCaches<P> {
             // Without an exit hook the cache would be stranded: run uncached.
             // SAFETY: as above.
             unsafe { (*slot).state = DEAD };
-            return None;
+            return core::ptr::null_mut();
         }
         // SAFETY: as above.
         unsafe {
             (*slot).state = ACTIVE;
-            Some(&mut (*slot).cache)
+            &raw mut (*slot).cache
         }
     }
 
@@ -159,10 +165,12 @@ impl<P: SharedPool + Sync + 'static> ThreadCaches<P> {
     /// A block of `class` (null when out of memory).
     #[inline]
     pub fn alloc(&self, class: usize) -> *mut u8 {
-        match self.cache() {
-            Some(cache) => cache.alloc(self.pool, class),
-            None => alloc_uncached(self.pool, class),
+        let cache = self.cache();
+        if cache.is_null() {
+            return alloc_uncached(self.pool, class);
         }
+        // SAFETY: this thread's live cache, used by no one else meanwhile.
+        unsafe { (*cache).alloc(self.pool, class) }
     }
 
     /// Frees a block of `class`.
@@ -171,12 +179,14 @@ impl<P: SharedPool + Sync + 'static> ThreadCaches<P> {
     /// `block` is a live block of `class` from this pool, not used afterwards.
     #[inline]
     pub unsafe fn free(&self, class: usize, block: *mut u8) {
-        match self.cache() {
+        let cache = self.cache();
+        if cache.is_null() {
             // SAFETY: forwarded contract.
-            Some(cache) => unsafe { cache.free(self.pool, class, block) },
-            // SAFETY: forwarded contract.
-            None => unsafe { free_uncached(self.pool, class, block) },
+            return unsafe { free_uncached(self.pool, class, block) };
         }
+        // SAFETY: this thread's live cache, used by no one else meanwhile;
+        // the block's contract is forwarded.
+        unsafe { (*cache).free(self.pool, class, block) }
     }
 
     /// The key destructor's body: flush the dying thread's cache.
