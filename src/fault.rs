@@ -11,6 +11,21 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 static DOUBLE_HANDOUT: AtomicBool = AtomicBool::new(false);
 
+static STRAND_ON_EXIT: AtomicBool = AtomicBool::new(false);
+
+/// While on, a dying thread's exit hook marks the thread dead but does not
+/// return its cached blocks: they are stranded, as in an allocator that
+/// forgets abandoned caches. Shows that the thread-churn RSS check can fail.
+#[doc(hidden)]
+pub fn set_strand_on_exit(on: bool) {
+    STRAND_ON_EXIT.store(on, Ordering::Relaxed);
+}
+
+#[inline]
+pub(crate) fn strand_on_exit() -> bool {
+    STRAND_ON_EXIT.load(Ordering::Relaxed)
+}
+
 /// Per class, a block that a refill handed out and that the next refill of
 /// the class hands out again.
 static STASH: [AtomicPtr<u8>; NUM_CLASSES] = [const { AtomicPtr::new(null_mut()) }; NUM_CLASSES];

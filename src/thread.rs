@@ -198,6 +198,9 @@ impl<P: SharedPool + Sync + 'static> ThreadCaches<P> {
         // thread's slot, still alive (thread-locals outlive key destructors).
         let slot = unsafe { &mut *slot.cast::<ThreadSlot>() };
         slot.state = DEAD;
+        if crate::fault::strand_on_exit() {
+            return;
+        }
         slot.cache.flush_all(self.pool);
     }
 }
