@@ -20,7 +20,7 @@ use crate::pool::Pools;
 use crate::registry::{self, Granule};
 use crate::segment::{header_of, Segments, HEADER_BYTES, SEGMENT_SIZE};
 use crate::size_class::{class_for, first_block_offset, CLASS_SIZE, NUM_CLASSES};
-use crate::thread::{ThreadCaches, ThreadSlot};
+use crate::thread::{SlotKey, ThreadCaches, ThreadSlot};
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
@@ -29,11 +29,20 @@ use core::ptr::null_mut;
 /// The shared pools of every size class.
 pub(crate) static POOLS: Pools<Segments> = Pools::new(Segments);
 
-std::thread_local! {
-    static SLOT: UnsafeCell<ThreadSlot> = const { UnsafeCell::new(ThreadSlot::new()) };
+/// `Shoal`'s per-thread cache slot.
+struct ShoalSlot;
+
+impl SlotKey for ShoalSlot {
+    #[inline(always)]
+    fn slot() -> *mut ThreadSlot {
+        std::thread_local! {
+            static SLOT: UnsafeCell<ThreadSlot> = const { UnsafeCell::new(ThreadSlot::new()) };
+        }
+        SLOT.try_with(|s| s.get()).unwrap_or(null_mut())
+    }
 }
 
-static CACHES: ThreadCaches<Pools<Segments>> = ThreadCaches::new(&SLOT, &POOLS, on_thread_exit);
+static CACHES: ThreadCaches<Pools<Segments>, ShoalSlot> = ThreadCaches::new(&POOLS, on_thread_exit);
 
 unsafe extern "C" fn on_thread_exit(slot: *mut c_void) {
     // SAFETY: pthread passes back the value `ThreadCaches::arm` stored.

@@ -26,10 +26,9 @@
 
 use crate::cache::ThreadCache;
 use crate::pool::{alloc_uncached, free_uncached, SharedPool};
-use core::cell::UnsafeCell;
 use core::ffi::c_void;
+use core::marker::PhantomData;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::LocalKey;
 
 const FRESH: u8 = 0;
 const ARMING: u8 = 1;
@@ -59,27 +58,32 @@ impl Default for ThreadSlot {
     }
 }
 
-/// Thread caches over one shared pool: the thread-local slot, the pool, and
-/// the pthread key whose destructor flushes a dying thread's cache.
-pub struct ThreadCaches<P: SharedPool + Sync + 'static> {
-    slot: &'static LocalKey<UnsafeCell<ThreadSlot>>,
+/// Names one `const`-initialised thread-local [`ThreadSlot`].
+///
+/// A zero-sized type implements it with a `thread_local!` inside `slot`, so
+/// the fast path reaches the slot with a direct TLS access — storing a
+/// `&'static LocalKey` instead would cost an indirect call per operation.
+pub trait SlotKey: 'static {
+    /// This thread's slot, or null when thread-locals are no longer usable.
+    fn slot() -> *mut ThreadSlot;
+}
+
+/// Thread caches over one shared pool: the thread-local slot (`K`), the pool,
+/// and the pthread key whose destructor flushes a dying thread's cache.
+pub struct ThreadCaches<P: SharedPool + Sync + 'static, K: SlotKey> {
+    slot: PhantomData<K>,
     pool: &'static P,
     /// `pthread_key_t + 1`, or 0 before the key is created.
     key: AtomicUsize,
     on_exit: unsafe extern "C" fn(*mut c_void),
 }
 
-impl<P: SharedPool + Sync + 'static> ThreadCaches<P> {
-    /// Binds `slot` (a `const`-initialised thread-local) to `pool`. `on_exit`
-    /// must be a function that calls [`ThreadCaches::thread_exit`] on this
-    /// value.
-    pub const fn new(
-        slot: &'static LocalKey<UnsafeCell<ThreadSlot>>,
-        pool: &'static P,
-        on_exit: unsafe extern "C" fn(*mut c_void),
-    ) -> Self {
+impl<P: SharedPool + Sync + 'static, K: SlotKey> ThreadCaches<P, K> {
+    /// Binds the slots named by `K` to `pool`. `on_exit` must be a function
+    /// that calls [`ThreadCaches::thread_exit`] on this value.
+    pub const fn new(pool: &'static P, on_exit: unsafe extern "C" fn(*mut c_void)) -> Self {
         Self {
-            slot,
+            slot: PhantomData,
             pool,
             key: AtomicUsize::new(0),
             on_exit,
@@ -99,9 +103,10 @@ impl<P: SharedPool + Sync + 'static> ThreadCaches<P> {
     /// dereference it for the duration of one operation only.
     #[inline]
     fn cache(&self) -> *mut ThreadCache {
-        let Ok(slot) = self.slot.try_with(|s| s.get()) else {
+        let slot = K::slot();
+        if slot.is_null() {
             return core::ptr::null_mut();
-        };
+        }
         // SAFETY: the slot is this thread's own and outlives the call. Its
         // fields are reached through the raw pointer so that a re-entrant
         // call (from inside `pthread_setspecific`) creates no overlapping
