@@ -140,12 +140,24 @@ pub unsafe fn free(ptr: *mut u8) {
 }
 
 /// Resizes in place when `new_size` fits the mapping and would not leave more
-/// than half of it unused; returns whether it did.
+/// than half of it unused; returns whether it did. When the object shrinks,
+/// the whole pages past its new end go back to the OS (`MADV_DONTNEED`): they
+/// stay mapped, so growing in place again later reads them as zero.
 ///
 /// # Safety
-/// `ptr` must be a live large object.
-pub unsafe fn resize_in_place(ptr: *mut u8, new_size: usize) -> bool {
+/// `ptr` must be a live large object of at least `old_size` bytes.
+pub unsafe fn resize_in_place(ptr: *mut u8, old_size: usize, new_size: usize) -> bool {
     // SAFETY: forwarded contract.
     let usable = unsafe { usable_size(ptr) };
-    new_size <= usable && new_size > usable / 2
+    if new_size > usable || new_size <= usable / 2 {
+        return false;
+    }
+    let keep = (ptr as usize + new_size).next_multiple_of(PAGE);
+    let used = (ptr as usize + old_size).next_multiple_of(PAGE);
+    if used > keep {
+        // SAFETY: whole pages inside the object's mapping, past its new size,
+        // whose contents the caller no longer needs.
+        unsafe { os::decommit(keep as *mut u8, used - keep) };
+    }
+    true
 }

@@ -195,27 +195,45 @@ unsafe impl GlobalAlloc for Shoal {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let align = layout.align();
-        let old_class = class_for(layout.size(), align);
-        let new_class = class_for(new_size, align);
-        match (old_class, new_class) {
-            (Some(a), Some(b)) if a == b => return ptr,
-            // SAFETY: `ptr` is a live large object (its layout says so).
-            (None, None) if unsafe { large::resize_in_place(ptr, new_size) } => return ptr,
-            _ => {}
-        }
-        let Ok(new_layout) = Layout::from_size_align(new_size, align) else {
-            return null_mut();
-        };
-        // SAFETY: a valid non-zero-size layout (GlobalAlloc::realloc's contract).
-        let new = unsafe { self.alloc(new_layout) };
-        if !new.is_null() {
-            // SAFETY: both blocks are live, distinct, and at least this long.
-            unsafe {
-                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                self.dealloc(ptr, layout);
-            }
-        }
-        new
+        // SAFETY: forwarded contract; `self` owns `ptr`.
+        unsafe { realloc_with(self, ptr, layout, new_size) }
     }
+}
+
+/// `realloc` for any front over `Shoal`'s size classes and large objects
+/// (`Shoal` and the ablations): stay in place within a size class or within a
+/// large mapping that still fits, else allocate, copy and free. A failed
+/// allocation returns null and leaves the old block untouched.
+///
+/// # Safety
+/// `GlobalAlloc::realloc`'s contract, with `a` the allocator that owns `ptr`.
+pub(crate) unsafe fn realloc_with(
+    a: &impl GlobalAlloc,
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+) -> *mut u8 {
+    let align = layout.align();
+    match (class_for(layout.size(), align), class_for(new_size, align)) {
+        (Some(old), Some(new)) if old == new => return ptr,
+        // SAFETY: the layout makes `ptr` a live large object of that size.
+        (None, None) if unsafe { large::resize_in_place(ptr, layout.size(), new_size) } => {
+            return ptr
+        }
+        _ => {}
+    }
+    let Ok(new_layout) = Layout::from_size_align(new_size, align) else {
+        return null_mut();
+    };
+    // SAFETY: a valid non-zero-size layout (realloc's contract).
+    let new = unsafe { a.alloc(new_layout) };
+    if !new.is_null() {
+        // SAFETY: both blocks are live, distinct and at least this long; the
+        // caller gives up `ptr`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+            a.dealloc(ptr, layout);
+        }
+    }
+    new
 }
