@@ -37,6 +37,8 @@ pub mod stack;
 pub mod sync;
 
 #[cfg(not(loom))]
+pub mod ablation;
+#[cfg(not(loom))]
 pub mod fault;
 #[cfg(not(loom))]
 pub mod gil;

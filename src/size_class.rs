@@ -138,22 +138,35 @@ pub const fn first_block_offset(class: usize, header_bytes: usize) -> usize {
     header_bytes.div_ceil(a) * a
 }
 
+/// Batch length of each class, precomputed so the free fast path does a
+/// table load rather than a division.
+const BATCH_LEN: [u32; NUM_CLASSES] = build_batches();
+
+const fn build_batches() -> [u32; NUM_CLASSES] {
+    let mut table = [0u32; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        let n = 32 * 1024 / CLASS_SIZE[c];
+        table[c] = if cfg!(loom) {
+            2
+        } else if n < 2 {
+            2
+        } else if n > 64 {
+            64
+        } else {
+            n
+        };
+        c += 1;
+    }
+    table
+}
+
 /// How many blocks move between a thread cache and the shared pool in one
 /// atomic operation: about 32 KiB worth, between 2 and 64 blocks. Under loom
 /// it is 2, so refill and flush run after one or two operations.
 #[inline]
 pub const fn batch_len(class: usize) -> u32 {
-    if cfg!(loom) {
-        return 2;
-    }
-    let n = 32 * 1024 / CLASS_SIZE[class];
-    if n < 2 {
-        2
-    } else if n > 64 {
-        64
-    } else {
-        n
-    }
+    BATCH_LEN[class]
 }
 
 /// The most blocks of one class a thread cache keeps: two batches. When a

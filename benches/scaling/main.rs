@@ -1,0 +1,119 @@
+//! `cargo bench --bench scaling`: side-by-side scaling benchmarks of `shoal`,
+//! its ablations, the `gil` baseline and the system, mimalloc and jemalloc
+//! allocators, on workloads that separate allocator designs.
+//!
+//! ```text
+//! cargo bench --bench scaling                          # full sweep (1,2,4,8,16 threads, 5 reps)
+//! cargo bench --bench scaling -- --quick --csv out.csv # reduced sweep, a few minutes
+//! cargo bench --bench scaling -- --smoke               # every workload x allocator once, for CI
+//! cargo bench --bench scaling -- --workloads larson,xmalloc --allocators shoal,mimalloc --threads 1,2
+//! cargo bench --bench scaling -- --help
+//! ```
+//!
+//! # Method
+//! - Every (workload, allocator, threads) cell runs in a **fresh process**:
+//!   this binary re-executes itself with a hidden `--cell` argument and the
+//!   allocator's name in `SHOALLOC_BENCH_ALLOC`, which the dispatching global
+//!   allocator ([`dispatch`]) reads before the first allocation. The parent
+//!   reads the child's peak RSS from `wait4`'s rusage; the child reports its
+//!   operation count, wall time and final RSS (after the workload freed
+//!   everything).
+//! - Cells are **interleaved**: each repetition runs every cell once, the
+//!   allocators of a (workload, threads) pair back to back (rotated per
+//!   repetition), so drift on a shared machine hits all allocators alike.
+//!   Reports give the median and the min–max over repetitions.
+//! - Workloads verify their own results; a cell that fails is reported as
+//!   failed and never counted.
+//! - Results go to the terminal (tables), optionally a CSV (one row per run),
+//!   and — for unfiltered quick or full runs — `papers/results.md` and
+//!   `papers/figures/*.svg`, including the project's goals evaluated on the
+//!   data of the same run.
+
+mod cli;
+mod csv;
+mod dispatch;
+mod machine;
+mod report;
+mod runner;
+mod svg;
+mod workloads;
+
+#[global_allocator]
+static GLOBAL: dispatch::Dispatch = dispatch::Dispatch;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match cli::parse(&args) {
+        Ok(cli::Command::Cell(cell)) => runner::child_main(&cell),
+        Ok(cli::Command::Help) => print!("{}", cli::HELP),
+        Ok(cli::Command::List) => {
+            println!("workloads:");
+            for w in workloads::ALL {
+                println!("  {:<14} {}", w.name, w.about);
+            }
+            println!("allocators: {}", dispatch::NAMES.join(", "));
+        }
+        Ok(cli::Command::Sweep(opts)) => {
+            if let Err(e) = sweep(&opts) {
+                eprintln!("scaling: {e}");
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("scaling: {e}\n\n{}", cli::HELP);
+            std::process::exit(2);
+        }
+    }
+}
+
+fn sweep(opts: &cli::Options) -> Result<(), String> {
+    if !dispatch::env_is_valid() {
+        return Err(format!("{} names no known allocator", dispatch::ENV_VAR));
+    }
+    let machine = machine::Machine::probe();
+    eprintln!(
+        "scaling: {} mode, {} workloads x {} allocators x threads {:?} x {} reps; {} cores ({}); * marks threads > cores",
+        opts.mode.name(),
+        opts.workloads.len(),
+        opts.allocators.len(),
+        opts.threads,
+        opts.reps,
+        machine.cores,
+        machine.cpu,
+    );
+    if let Some(load) = machine
+        .load_start
+        .split(' ')
+        .next()
+        .and_then(|l| l.parse::<f64>().ok())
+    {
+        if load > machine.cores as f64 / 2.0 {
+            eprintln!(
+                "scaling: note: load average {load} on {} cores — other work will add noise",
+                machine.cores
+            );
+        }
+    }
+    let samples = runner::sweep(opts)?;
+    let summary = report::Summary::new(&samples, opts);
+    print!("{}", report::terminal(&summary, &machine));
+    if let Some(path) = &opts.csv {
+        csv::write(path, &samples, machine.cores)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        eprintln!("scaling: wrote {}", path.display());
+    }
+    if let Some(dir) = &opts.papers {
+        report::write_papers(dir, &summary, &machine)
+            .map_err(|e| format!("writing {}: {e}", dir.display()))?;
+        eprintln!(
+            "scaling: wrote {}/results.md and {}/figures/",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let failed = samples.iter().filter(|s| s.outcome.is_err()).count();
+    if failed > 0 {
+        return Err(format!("{failed} run(s) failed (see above)"));
+    }
+    Ok(())
+}
