@@ -147,9 +147,7 @@ const fn build_batches() -> [u32; NUM_CLASSES] {
     let mut c = 0;
     while c < NUM_CLASSES {
         let n = 32 * 1024 / CLASS_SIZE[c];
-        table[c] = if cfg!(loom) {
-            2
-        } else if n < 2 {
+        table[c] = if cfg!(loom) || n < 2 {
             2
         } else if n > 64 {
             64
@@ -195,6 +193,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure arithmetic over every size up to 256 KiB: minutes under Miri, no unsafe code or atomics to check"
+    )]
     fn class_of_is_the_smallest_fitting_class() {
         for size in 0..=MAX_SMALL {
             let c = class_of(size);
@@ -206,6 +208,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "pure arithmetic over every size up to 256 KiB: minutes under Miri, no unsafe code or atomics to check"
+    )]
     fn waste_is_bounded_above_128_bytes() {
         for size in 129..=MAX_SMALL {
             let block = CLASS_SIZE[class_of(size)] as usize;

@@ -50,7 +50,12 @@ impl Obj {
         for i in (0..size).step_by(61).chain([size - 1]) {
             // SAFETY: inside the allocation.
             let got = unsafe { self.ptr.add(i).read() };
-            assert_eq!(got, self.seed ^ i as u8, "corrupted object {:p} byte {i}", self.ptr);
+            assert_eq!(
+                got,
+                self.seed ^ i as u8,
+                "corrupted object {:p} byte {i}",
+                self.ptr
+            );
         }
         // SAFETY: allocated with this layout, freed once.
         unsafe { dealloc(self.ptr, self.layout) };
@@ -122,7 +127,11 @@ fn run() -> Result<(), String> {
             peak_after_warmup = peak_after_warmup.max(rss);
         }
         if (wave + 1) % 50 == 0 {
-            println!("after {:5} threads: RSS {:7} KiB", (wave + 1) * THREADS_PER_WAVE, rss);
+            println!(
+                "after {:5} threads: RSS {:7} KiB",
+                (wave + 1) * THREADS_PER_WAVE,
+                rss
+            );
         }
     }
     for o in handoff.into_inner().unwrap() {
@@ -167,6 +176,9 @@ fn main() {
         "stranding every dying thread's cache must fail the RSS check:\n{}\n{stderr}",
         String::from_utf8_lossy(&out.stdout)
     );
-    println!("teeth: stranded caches fail the RSS check ({})", stderr.trim());
+    println!(
+        "teeth: stranded caches fail the RSS check ({})",
+        stderr.trim()
+    );
     println!("1 passed, 0 failed");
 }

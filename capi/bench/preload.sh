@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Real programs on five C allocators, side by side in one run.
+#
+# Each program runs under LD_PRELOAD of libshoalloc.so, Debian's mimalloc 2.0,
+# jemalloc 5 and tcmalloc-minimal (gperftools), and on glibc's own malloc.
+# Every (program, allocator) cell is a fresh process, so its peak RSS is that
+# allocator's alone. Repetitions are interleaved — rep 1 of every cell, then
+# rep 2, ... — with the allocator order rotated each rep, so drift on a shared
+# machine spreads over all allocators instead of biasing one. Each run's
+# output is checksummed and compared with glibc's: a different answer is a
+# bug, not a speed-up.
+#
+# Usage: bash capi/bench/preload.sh [REPS]       (default 5; env OUT=path)
+# Writes the markdown table to papers/preload.md (OUT overrides) and prints it.
+# Needs: /usr/bin/time, python3, gcc, git, the three peer libraries; as root
+# it installs whatever is missing with apt-get.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+REPS="${1:-5}"
+OUT="${OUT:-$ROOT/papers/preload.md}"
+cd "$ROOT"
+
+# ---- dependencies -----------------------------------------------------------
+declare -A PEER_LIB=(
+    [mimalloc]=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
+    [jemalloc]=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+    [tcmalloc]=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+)
+declare -A PEER_PKG=(
+    [mimalloc]=libmimalloc2.0 [jemalloc]=libjemalloc2 [tcmalloc]=libtcmalloc-minimal4
+)
+missing=()
+for p in mimalloc jemalloc tcmalloc; do
+    [[ -e ${PEER_LIB[$p]} ]] || missing+=("${PEER_PKG[$p]}")
+done
+[[ -x /usr/bin/time ]] || missing+=(time)
+command -v gcc >/dev/null || missing+=(gcc)
+command -v git >/dev/null || missing+=(git)
+command -v python3 >/dev/null || missing+=(python3)
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "preload.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
+        exit 1
+    fi
+    echo "preload.sh: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+# ---- the library ------------------------------------------------------------
+SHOAL="$(cargo build --release -p shoalloc-capi --message-format=json 2>/dev/null |
+    grep -o '"[^"]*/libshoalloc\.so"' | tail -n 1 | tr -d '"')"
+[[ -f $SHOAL ]] || { echo "preload.sh: could not build libshoalloc.so" >&2; exit 1; }
+
+ALLOCS=(shoalloc mimalloc jemalloc tcmalloc glibc)
+preload_of() {
+    case $1 in
+    shoalloc) echo "$SHOAL" ;;
+    glibc) echo "" ;;
+    *) echo "${PEER_LIB[$1]}" ;;
+    esac
+}
+
+# ---- inputs -----------------------------------------------------------------
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/shoalloc-preload.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+PY="$(python3 -c 'import sys; print(sys.executable)')"
+
+# 1.5 M lines of "word number number" (~40 MB), deterministic.
+awk 'BEGIN { srand(42); for (i = 0; i < 1500000; i++) {
+        w = ""; n = 3 + int(rand() * 12);
+        for (k = 0; k < n; k++) w = w sprintf("%c", 97 + int(rand() * 26));
+        printf "%s %d %d\n", w, int(rand() * 100000), i } }' >"$WORK/lines.txt"
+
+cat >"$WORK/objects.py" <<'EOF'
+# Small-object churn: dicts, tuples, strings, lists built and dropped.
+import json
+rows = []
+for i in range(300_000):
+    rows.append({"id": i, "name": "user%d" % i, "tags": ["t%d" % (i % 7), "x" * (i % 40)]})
+index = {r["name"]: r for r in rows}
+blob = json.dumps(rows[:60_000])
+back = json.loads(blob)
+words = sorted(set(" ".join(r["tags"][1] + r["name"] for r in rows).split()))
+total = sum(len(v["tags"][1]) for v in index.values()) + len(back) + len(words)
+del rows, index, back
+print(total)
+EOF
+
+cat >"$WORK/threads.py" <<'EOF'
+# Four threads building and dropping containers; objects cross threads via a queue.
+import queue, threading
+q = queue.Queue(maxsize=64)
+def producer(k):
+    for i in range(1500):
+        q.put([str(j) * 3 for j in range(i % 200)] + [{"k": k, "i": i}])
+    q.put(None)
+def consumer(out):
+    done = n = 0
+    while done < 2:
+        item = q.get()
+        if item is None:
+            done += 1
+            continue
+        n += len(item) + sum(len(s) for s in item[:-1])
+    out.append(n)
+out = []
+ts = [threading.Thread(target=producer, args=(k,)) for k in range(2)]
+ts += [threading.Thread(target=consumer, args=(out,))]
+def churn():
+    for _ in range(40):
+        d = {i: (i, str(i)) for i in range(20_000)}
+        del d
+ts += [threading.Thread(target=churn)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(out)
+EOF
+
+# A C translation unit with many small functions: gcc allocates throughout.
+{
+    for i in $(seq 1 400); do
+        cat <<EOF
+struct s$i { int a[$((i % 17 + 1))]; double d; };
+static int helper$i(struct s$i *p, int n) {
+    int acc = 0;
+    for (int k = 0; k < n && k < $((i % 17 + 1)); k++) acc += p->a[k] * $i;
+    return acc + (int)p->d;
+}
+int f$i(int x) { struct s$i v = { .d = x * 0.5 }; v.a[0] = x; return helper$i(&v, x) ^ $i; }
+EOF
+    done
+} >"$WORK/unit.c"
+
+# A git repository with 150 commits of a growing file.
+(
+    export HOME="$WORK" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
+    export GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@example.invalid
+    export GIT_COMMITTER_NAME=c GIT_COMMITTER_EMAIL=c@example.invalid
+    export GIT_AUTHOR_DATE=2024-01-01T00:00:00Z GIT_COMMITTER_DATE=2024-01-01T00:00:00Z
+    git -c init.defaultBranch=main init -q "$WORK/repo"
+    cd "$WORK/repo"
+    for i in $(seq 1 150); do
+        head -n $((i * 200)) "$WORK/lines.txt" | sort -k2,2n >data.txt
+        sed -n "${i}~97p" "$WORK/lines.txt" >"part$((i % 10)).txt"
+        git add -A
+        git commit -q -m "commit $i"
+    done
+    git gc -q # packed once here, so every measured run repacks the same pack
+)
+
+# name | description | command (run by bash -c in $WORK; stdout is checksummed)
+PROGRAMS=(
+    "python-objects|CPython 3 (PYTHONMALLOC=malloc): 300k dicts/strings, json, sort|PYTHONMALLOC=malloc '$PY' objects.py"
+    "python-threads|CPython 3 (PYTHONMALLOC=malloc): 4 threads, objects passed through a queue|PYTHONMALLOC=malloc '$PY' threads.py"
+    "sort|GNU sort -S 64M --parallel=2 of 1.5 M lines (40 MB)|LC_ALL=C sort -S 64M --parallel=2 -k2,2n -k1,1 lines.txt"
+    "gzip|gzip -6 of the same 40 MB (few allocations: a control)|gzip -n -6 -c lines.txt"
+    "gcc|gcc -O2 -c of a 400-function C file|gcc -O2 -c unit.c -o unit.o && echo compiled"
+    "git|git log -p --stat of 150 commits, then git gc|cd repo && git log -p --stat && git gc -q"
+)
+
+# ---- measurement ------------------------------------------------------------
+declare -A TIMES RSS SUM BAD
+run_cell() { # program-index allocator
+    local spec=${PROGRAMS[$1]} alloc=$2
+    local name=${spec%%|*} cmd=${spec##*|}
+    local lib tf out t0 t1
+    lib="$(preload_of "$alloc")"
+    tf="$WORK/time.txt"
+    out="$WORK/out.txt"
+    t0=$EPOCHREALTIME
+    (cd "$WORK" && HOME="$WORK" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
+        /usr/bin/time -f '%M' -o "$tf" env LD_PRELOAD="$lib" bash -c "$cmd" >"$out")
+    t1=$EPOCHREALTIME
+    local secs rss sum
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    rss=$(tail -n 1 "$tf")
+    sum=$(cksum <"$out" | cut -d' ' -f1)
+    TIMES[$name,$alloc]+="$secs "
+    RSS[$name,$alloc]+="$rss "
+    if [[ $alloc == glibc && -z ${SUM[$name]:-} ]]; then SUM[$name]=$sum; fi
+    SUM[$name,$alloc]=$sum
+}
+
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "preload.sh: $REPS reps x ${#PROGRAMS[@]} programs x ${#ALLOCS[@]} allocators" >&2
+for ((rep = 0; rep < REPS; rep++)); do
+    for ((p = 0; p < ${#PROGRAMS[@]}; p++)); do
+        for ((a = 0; a < ${#ALLOCS[@]}; a++)); do
+            alloc=${ALLOCS[$(((a + rep) % ${#ALLOCS[@]}))]}
+            run_cell "$p" "$alloc"
+        done
+    done
+    echo "preload.sh: rep $((rep + 1))/$REPS done" >&2
+done
+
+LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+minmax() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s–%s", lo, hi }'; }
+
+# ---- report -----------------------------------------------------------------
+{
+    echo "# Real programs on shoalloc and its peers (LD_PRELOAD)"
+    echo
+    echo "Generated by \`bash capi/bench/preload.sh $REPS\` on $(date -u +%Y-%m-%d): $(nproc) cores"
+    echo "($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -r)."
+    echo "Every cell is a fresh process; $REPS interleaved repetitions (allocator order rotated"
+    echo "each repetition); wall time is the median with min–max in brackets, peak RSS"
+    echo "(\`/usr/bin/time %M\`) the median. Allocators: \`libshoalloc.so\` from this tree"
+    echo "(\`target/release/libshoalloc.so\`), Debian bookworm's libmimalloc2.0 (2.0.9),"
+    echo "libjemalloc2 (5.3.0), libtcmalloc-minimal4 (gperftools 2.10), and glibc $(ldd --version | head -n1 | awk '{print $NF}')"
+    echo "malloc without preload. Each run's output was compared with glibc's."
+    echo "Load average (1/5/15 min) at the start: $LOAD_START; at the end: $LOAD_END — on a"
+    echo "shared machine, other work inflates the spread; gzip, which hardly allocates, shows"
+    echo "how much."
+    echo
+    echo "## Wall time (s)"
+    echo
+    printf '| program |'
+    for a in "${ALLOCS[@]}"; do printf ' %s |' "$a"; done
+    printf ' shoalloc / glibc |\n|---|'
+    for _ in "${ALLOCS[@]}"; do printf -- '---|'; done
+    printf -- '---|\n'
+    for spec in "${PROGRAMS[@]}"; do
+        name=${spec%%|*}
+        printf '| %s |' "$name"
+        for a in "${ALLOCS[@]}"; do
+            m=$(echo "${TIMES[$name,$a]}" | median)
+            mm=$(echo "${TIMES[$name,$a]}" | minmax)
+            flag=""
+            [[ ${SUM[$name,$a]} == "${SUM[$name]}" ]] || flag=" **output differs**"
+            printf ' %s (%s)%s |' "$m" "$mm" "$flag"
+        done
+        s=$(echo "${TIMES[$name,shoalloc]}" | median)
+        g=$(echo "${TIMES[$name,glibc]}" | median)
+        awk -v s="$s" -v g="$g" 'BEGIN { printf " %.2f |\n", s / g }'
+    done
+    echo
+    echo "## Peak RSS (MiB)"
+    echo
+    printf '| program |'
+    for a in "${ALLOCS[@]}"; do printf ' %s |' "$a"; done
+    printf ' shoalloc / glibc |\n|---|'
+    for _ in "${ALLOCS[@]}"; do printf -- '---|'; done
+    printf -- '---|\n'
+    for spec in "${PROGRAMS[@]}"; do
+        name=${spec%%|*}
+        printf '| %s |' "$name"
+        for a in "${ALLOCS[@]}"; do
+            m=$(echo "${RSS[$name,$a]}" | median)
+            awk -v k="$m" 'BEGIN { printf " %.1f |", k / 1024 }'
+        done
+        s=$(echo "${RSS[$name,shoalloc]}" | median)
+        g=$(echo "${RSS[$name,glibc]}" | median)
+        awk -v s="$s" -v g="$g" 'BEGIN { printf " %.2f |\n", s / g }'
+    done
+    echo
+    echo "## Programs"
+    echo
+    for spec in "${PROGRAMS[@]}"; do
+        name=${spec%%|*}
+        rest=${spec#*|}
+        echo "- **$name**: ${rest%%|*}"
+    done
+    echo
+    echo "Peak RSS of gcc and git includes their child processes' largest one only"
+    echo "(\`time\` reports the maximum of the waited-for tree's largest process)."
+} >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+cat "$OUT"
