@@ -233,8 +233,7 @@ unsafe impl GlobalAlloc for ShoalNoCache {
                 }
                 ptr
             }
-            // Fresh mappings are already zero.
-            None => large::alloc(layout.size(), layout.align()),
+            None => large::alloc_zeroed(layout.size(), layout.align()),
         }
     }
 
@@ -311,8 +310,7 @@ unsafe impl GlobalAlloc for ShoalLocked {
                 }
                 ptr
             }
-            // Fresh mappings are already zero.
-            None => large::alloc(layout.size(), layout.align()),
+            None => large::alloc_zeroed(layout.size(), layout.align()),
         }
     }
 

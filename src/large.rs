@@ -20,11 +20,102 @@
 //!
 //! Pages between the header and the user bytes are never touched, so they
 //! cost address space, not memory; fresh pages are zero, so `alloc_zeroed`
-//! needs no `memset`.
+//! needs no `memset` for them.
+//!
+//! # The mapping cache
+//! An `mmap` costs a system call, an over-map and two trims, and every page is
+//! faulted in and zeroed again; programs that allocate and free buffers of a
+//! few hundred KiB in a loop would pay that every time. So freed mappings of
+//! up to [`CACHE_MAX_MAPPING`] bytes are parked in [`CACHE_SLOTS`] slots, at
+//! most [`CACHE_MAX_BYTES`] in all, and reused by the next request they fit
+//! (without wasting more than half of them). A slot is one atomic word holding
+//! the mapping's page number and page count: taking it is a CAS to zero,
+//! parking it a CAS from zero. If a slot is emptied and refilled with the same
+//! mapping between another thread's load and CAS, that CAS takes a mapping
+//! that is free again — harmless, so the slots need no ABA tag. Parked memory
+//! stays resident (bounded by the cap); a reused mapping is zeroed by
+//! `alloc_zeroed` only over the requested bytes.
 
 use crate::os::{self, PAGE};
 use crate::registry::{self, Granule};
 use crate::segment::SEGMENT_SIZE;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Slots of the mapping cache.
+pub const CACHE_SLOTS: usize = 16;
+/// Most bytes parked in the mapping cache at once.
+pub const CACHE_MAX_BYTES: usize = 32 << 20;
+/// Largest mapping the cache keeps.
+pub const CACHE_MAX_MAPPING: usize = 8 << 20;
+
+/// Bits of a slot word that hold the page count; the page number of the
+/// mapping's base sits above them. 0 means empty.
+const PAGES_BITS: u32 = 20;
+
+static CACHE: [AtomicU64; CACHE_SLOTS] = [const { AtomicU64::new(0) }; CACHE_SLOTS];
+static CACHED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+fn pack(base: usize, size: usize) -> u64 {
+    (((base / PAGE) as u64) << PAGES_BITS) | (size / PAGE) as u64
+}
+
+fn unpack(word: u64) -> (usize, usize) {
+    (
+        (word >> PAGES_BITS) as usize * PAGE,
+        (word & ((1 << PAGES_BITS) - 1)) as usize * PAGE,
+    )
+}
+
+/// A parked mapping of at least `need` bytes (and at most twice that), taken
+/// out of the cache: `(base, size)`.
+fn take_cached(need: usize) -> Option<(usize, usize)> {
+    if CACHED_BYTES.load(Ordering::Relaxed) < need {
+        return None;
+    }
+    for slot in &CACHE {
+        let word = slot.load(Ordering::Relaxed);
+        if word == 0 {
+            continue;
+        }
+        let (base, size) = unpack(word);
+        if size < need || size / 2 > need {
+            continue;
+        }
+        // Acquire: the freeing thread's writes to the mapping happen before.
+        if slot
+            .compare_exchange(word, 0, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            CACHED_BYTES.fetch_sub(size, Ordering::Relaxed);
+            return Some((base, size));
+        }
+    }
+    None
+}
+
+/// Parks a freed mapping; `false` when the cache is full.
+fn park(base: usize, size: usize) -> bool {
+    if size > CACHE_MAX_MAPPING
+        || CACHED_BYTES.fetch_add(size, Ordering::Relaxed) + size > CACHE_MAX_BYTES
+    {
+        if size <= CACHE_MAX_MAPPING {
+            CACHED_BYTES.fetch_sub(size, Ordering::Relaxed);
+        }
+        return false;
+    }
+    let word = pack(base, size);
+    for slot in &CACHE {
+        // Release: publishes our last writes before another thread reuses it.
+        if slot
+            .compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return true;
+        }
+    }
+    CACHED_BYTES.fetch_sub(size, Ordering::Relaxed);
+    false
+}
 
 const LARGE_MAGIC: u64 = 0x5348_4f41_4c4c_5247; // "SHOALLRG"
 
@@ -41,9 +132,21 @@ struct LargeHeader {
     map_align: usize,
 }
 
-/// Maps a large object of `size` bytes aligned to `align` (a power of two).
+/// A large object of `size` bytes aligned to `align` (a power of two).
 /// Returns null when the size overflows or the OS refuses.
+#[inline]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    alloc_inner(size, align, false)
+}
+
+/// As [`alloc`], with the `size` requested bytes zeroed (fresh mappings
+/// already are; only a reused one is cleared).
+#[inline]
+pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    alloc_inner(size, align, true)
+}
+
+fn alloc_inner(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     let lead = align.max(PAGE);
     let map_align = align.max(SEGMENT_SIZE);
     let Some(map_size) = size
@@ -56,6 +159,18 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     if map_size > isize::MAX as usize || !os::page_size_ok() {
         return core::ptr::null_mut();
     }
+    if map_align == SEGMENT_SIZE && map_size <= CACHE_MAX_MAPPING {
+        if let Some((base, cached_size)) = take_cached(map_size) {
+            let user = base + lead;
+            if zeroed {
+                // SAFETY: the mapping is ours again; `size` bytes from `user`
+                // fit in it (cached_size >= map_size = lead + rounded size).
+                unsafe { (user as *mut u8).write_bytes(0, size) };
+            }
+            // SAFETY: as below, for a mapping that is ours again.
+            return unsafe { publish(base, cached_size, map_align, user) };
+        }
+    }
     let base = os::map_aligned(map_size, map_align);
     if base.is_null() {
         return base;
@@ -66,13 +181,23 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         unsafe { os::unmap(base, map_size, map_align) };
         return core::ptr::null_mut();
     }
-    // SAFETY: the header address lies inside the fresh mapping (see the
-    // module docs), writable and aligned.
+    // SAFETY: a fresh mapping of `map_size` bytes holding `user`.
+    unsafe { publish(base as usize, map_size, map_align, user) }
+}
+
+/// Writes the header of a large object and registers it.
+///
+/// # Safety
+/// `base..base + map_size` must be a mapping we own, aligned to `map_align`,
+/// with `user` placed in it as the module docs describe.
+unsafe fn publish(base: usize, map_size: usize, map_align: usize, user: usize) -> *mut u8 {
+    // SAFETY: the header address lies inside the mapping (see the module
+    // docs), writable and aligned.
     unsafe {
         (header_addr(user as *mut u8) as *mut LargeHeader).write(LargeHeader {
             magic: LARGE_MAGIC,
             user,
-            map_base: base as usize,
+            map_base: base,
             map_size,
             map_align,
         });
@@ -135,6 +260,9 @@ pub unsafe fn free(ptr: *mut u8) {
     let h = unsafe { header(ptr) };
     let (base, size, align) = (h.map_base, h.map_size, h.map_align);
     registry::clear(ptr as usize - 1);
+    if align == SEGMENT_SIZE && park(base, size) {
+        return;
+    }
     // SAFETY: the whole mapping belongs to this object, which the caller gives up.
     unsafe { os::unmap(base as *mut u8, size, align) };
 }
@@ -160,4 +288,50 @@ pub unsafe fn resize_in_place(ptr: *mut u8, old_size: usize, new_size: usize) ->
         unsafe { os::decommit(keep as *mut u8, used - keep) };
     }
     true
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freed_mappings_are_reused_and_zeroed_on_request() {
+        // An odd size no other test uses, so the cached mapping is ours.
+        let size = 3 * 1024 * 1024 + 12_345;
+        let a = alloc(size, 64);
+        assert!(!a.is_null() && is_large(a));
+        // SAFETY: `a` is a live object of `size` bytes.
+        unsafe {
+            a.write_bytes(0xAB, size);
+            free(a);
+        }
+        assert!(!is_large(a), "a parked mapping is not a live object");
+        let b = alloc_zeroed(size, 64);
+        assert_eq!(a, b, "the parked mapping is reused");
+        // SAFETY: `b` is live with `size` bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(b, size) };
+        assert!(
+            bytes.iter().all(|&x| x == 0),
+            "reused memory is zeroed for alloc_zeroed"
+        );
+        // SAFETY: live, freed once.
+        unsafe { free(b) };
+    }
+
+    #[test]
+    fn oversized_mappings_are_not_cached() {
+        let size = CACHE_MAX_MAPPING + PAGE;
+        let a = alloc(size, 16);
+        assert!(!a.is_null());
+        let before = CACHED_BYTES.load(Ordering::Relaxed);
+        // SAFETY: live, freed once.
+        unsafe { free(a) };
+        assert!(CACHED_BYTES.load(Ordering::Relaxed) <= before);
+    }
+
+    #[test]
+    fn slot_words_round_trip() {
+        let (base, size) = (0x7f12_3440_0000usize, 5 * PAGE);
+        assert_eq!(unpack(pack(base, size)), (base, size));
+    }
 }

@@ -189,8 +189,7 @@ unsafe impl GlobalAlloc for Shoal {
                 }
                 ptr
             }
-            // Fresh mappings are already zero.
-            None => large::alloc(layout.size(), layout.align()),
+            None => large::alloc_zeroed(layout.size(), layout.align()),
         }
     }
 
