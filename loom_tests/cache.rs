@@ -1,0 +1,153 @@
+//! Loom models of thread caches refilling from and flushing to one shared
+//! pool (`ThreadCache::alloc` → `refill` → `Pools::take`, and
+//! `ThreadCache::free` → `flush_one` → `Pools::give`).
+//!
+//! Under loom `batch_len` is 2 and `cache_limit` 4, so a cache pre-filled with
+//! 4 blocks flushes on its next free and an empty cache refills on its next
+//! allocation: each such call is one shared-pool operation.
+#![cfg(loom)]
+
+mod common;
+
+use common::{
+    assert_conserved, drain_cache, fill_cache, model, pools, take_blocks, ModelPools, CLASS,
+};
+use loom::thread;
+use shoalloc::cache::ThreadCache;
+use std::sync::Arc;
+
+/// Pools over `segments` segments of four blocks, holding one free batch of 2
+/// (segment 1), with segment 2 three-quarters carved; returns the pools and
+/// five more blocks (the rest of segment 1 and three of segment 2) for a
+/// thread whose cache starts full.
+fn setup(segments: u32) -> (Arc<ModelPools>, Vec<usize>) {
+    let pools = pools(segments, 4);
+    let pre = take_blocks(&pools, 7);
+    let mut cache = ThreadCache::new();
+    fill_cache(&mut cache, &pools, &pre[..2]);
+    cache.flush_all(&*pools);
+    (pools, pre[2..].to_vec())
+}
+
+/// Two threads, two shared operations each. T1 starts empty and allocates
+/// three blocks (refill, cached hit, refill); T2 starts with a full cache,
+/// frees one more block (flush of 2) and then allocates four (three hits and
+/// a refill).
+#[test]
+fn cache_refill_flush_2x2() {
+    model(
+        "cache_refill_flush_2x2",
+        2,
+        "T1: alloc x3 (take, -, take) | T2: free (give), alloc x4 (-, -, -, take)",
+        || {
+            let (pools, t2_blocks) = setup(3);
+            let p = pools.clone();
+            let t1 = thread::spawn(move || {
+                let mut cache = ThreadCache::new();
+                let mut held: Vec<usize> =
+                    (0..3).map(|_| cache.alloc(&*p, CLASS) as usize).collect();
+                assert!(held.iter().all(|&b| b != 0), "out of memory");
+                held.extend(drain_cache(&mut cache, &p));
+                held
+            });
+            let p = pools.clone();
+            let t2 = thread::spawn(move || {
+                let mut cache = ThreadCache::new();
+                fill_cache(&mut cache, &p, &t2_blocks[..4]);
+                // SAFETY: the fifth block is ours; the free overflows the cache.
+                unsafe { cache.free(&*p, CLASS, t2_blocks[4] as *mut u8) };
+                assert_eq!(cache.cached(CLASS), 3, "flush_one hands back a batch");
+                let mut held: Vec<usize> =
+                    (0..4).map(|_| cache.alloc(&*p, CLASS) as usize).collect();
+                assert!(held.iter().all(|&b| b != 0), "out of memory");
+                held.extend(drain_cache(&mut cache, &p));
+                held
+            });
+            let mut held = t1.join().unwrap();
+            held.extend(t2.join().unwrap());
+            assert_conserved(&pools, &held);
+        },
+    );
+}
+
+/// Three threads, one shared operation each: two empty caches refill while a
+/// full one flushes, on a pool holding one batch.
+#[test]
+fn cache_refill_flush_3x1() {
+    model(
+        "cache_refill_flush_3x1",
+        3,
+        "T1: alloc (take) | T2: free (give) | T3: alloc (take)",
+        || {
+            let (pools, t2_blocks) = setup(3);
+            let refill = |p: Arc<ModelPools>| {
+                thread::spawn(move || {
+                    let mut cache = ThreadCache::new();
+                    let b = cache.alloc(&*p, CLASS) as usize;
+                    assert!(b != 0, "out of memory");
+                    let mut held = vec![b];
+                    held.extend(drain_cache(&mut cache, &p));
+                    held
+                })
+            };
+            let t1 = refill(pools.clone());
+            let p = pools.clone();
+            let t2 = thread::spawn(move || {
+                let mut cache = ThreadCache::new();
+                fill_cache(&mut cache, &p, &t2_blocks[..4]);
+                // SAFETY: the fifth block is ours; the free overflows the cache.
+                unsafe { cache.free(&*p, CLASS, t2_blocks[4] as *mut u8) };
+                drain_cache(&mut cache, &p)
+            });
+            let t3 = refill(pools.clone());
+            let mut held = t1.join().unwrap();
+            held.extend(t2.join().unwrap());
+            held.extend(t3.join().unwrap());
+            assert_conserved(&pools, &held);
+        },
+    );
+}
+
+/// Three threads, two shared operations each: T1 and T3 start empty and
+/// allocate three blocks (refill, hit, refill); T2 starts full, frees one
+/// more block (flush) and allocates four (three hits, then a refill).
+#[test]
+fn cache_refill_flush_3x2() {
+    model(
+        "cache_refill_flush_3x2",
+        3,
+        "T1: alloc x3 (take, -, take) | T2: free (give), alloc x4 (-, -, -, take) | \
+         T3: alloc x3 (take, -, take)",
+        || {
+            let (pools, t2_blocks) = setup(4);
+            let refill3 = |p: Arc<ModelPools>| {
+                thread::spawn(move || {
+                    let mut cache = ThreadCache::new();
+                    let mut held: Vec<usize> =
+                        (0..3).map(|_| cache.alloc(&*p, CLASS) as usize).collect();
+                    assert!(held.iter().all(|&b| b != 0), "out of memory");
+                    held.extend(drain_cache(&mut cache, &p));
+                    held
+                })
+            };
+            let t1 = refill3(pools.clone());
+            let p = pools.clone();
+            let t2 = thread::spawn(move || {
+                let mut cache = ThreadCache::new();
+                fill_cache(&mut cache, &p, &t2_blocks[..4]);
+                // SAFETY: the fifth block is ours; the free overflows the cache.
+                unsafe { cache.free(&*p, CLASS, t2_blocks[4] as *mut u8) };
+                let mut held: Vec<usize> =
+                    (0..4).map(|_| cache.alloc(&*p, CLASS) as usize).collect();
+                assert!(held.iter().all(|&b| b != 0), "out of memory");
+                held.extend(drain_cache(&mut cache, &p));
+                held
+            });
+            let t3 = refill3(pools.clone());
+            let mut held = t1.join().unwrap();
+            held.extend(t2.join().unwrap());
+            held.extend(t3.join().unwrap());
+            assert_conserved(&pools, &held);
+        },
+    );
+}

@@ -1,0 +1,181 @@
+//! Loom models of a cross-thread free racing with the owner's allocation.
+//!
+//! In Shoal a block has no owning thread: whoever frees it puts it on its own
+//! cache (or, with no cache, straight into the shared pool), and the blocks
+//! travel back to other threads only through the shared pool. So the race
+//! that matters is: the owner A hands block `p` to B through memory (here a
+//! Release store / Acquire load, as a channel would), B frees it — and the
+//! free's `give` races with A's next allocation's `take`, which may pop the
+//! very batch that carries `p` back to A.
+#![cfg(loom)]
+
+mod common;
+
+use common::{assert_conserved, drain_cache, fill_cache, model, pools, take_blocks, CLASS};
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+use shoalloc::cache::ThreadCache;
+use shoalloc::pool::{alloc_uncached, free_uncached};
+use std::sync::Arc;
+
+/// Waits for the owner to publish a block.
+fn receive(slot: &AtomicUsize) -> usize {
+    loop {
+        let p = slot.load(Ordering::Acquire);
+        if p != 0 {
+            return p;
+        }
+        thread::yield_now();
+    }
+}
+
+/// Cached paths. A has one cached block `p`: it allocates `p` (cache hit),
+/// publishes it, and allocates again (refill: `take`). B, whose cache is full,
+/// receives `p` and frees it: the cache overflows and `flush_one` gives the
+/// batch `[p, …]` to the pool, racing with A's `take`. The pool also holds
+/// one older batch, so A's `take` may pop either.
+#[test]
+fn cross_free_cached() {
+    model(
+        "cross_free_cached",
+        2,
+        "A: alloc (hit), publish p, alloc (take) | B: receive p, free p (give)",
+        || {
+            let pools = pools(2, 4);
+            let pre = take_blocks(&pools, 7);
+            let mut setup = ThreadCache::new();
+            fill_cache(&mut setup, &pools, &pre[..2]);
+            setup.flush_all(&*pools);
+            let a_blocks = pre[2..3].to_vec();
+            let b_blocks = pre[3..7].to_vec();
+            let slot = Arc::new(AtomicUsize::new(0));
+
+            let (p, s) = (pools.clone(), slot.clone());
+            let a = thread::spawn(move || {
+                let mut cache = ThreadCache::new();
+                fill_cache(&mut cache, &p, &a_blocks);
+                let mine = cache.alloc(&*p, CLASS) as usize;
+                assert_eq!(mine, a_blocks[0], "a cache hit");
+                s.store(mine, Ordering::Release);
+                let next = cache.alloc(&*p, CLASS) as usize;
+                assert!(next != 0, "out of memory");
+                let mut held = vec![next];
+                held.extend(drain_cache(&mut cache, &p));
+                held
+            });
+            let (p, s) = (pools.clone(), slot.clone());
+            let b = thread::spawn(move || {
+                let mut cache = ThreadCache::new();
+                fill_cache(&mut cache, &p, &b_blocks);
+                let theirs = receive(&s);
+                // SAFETY: A gave us `theirs` and no longer uses it; it
+                // overflows our full cache, so a batch goes to the pool.
+                unsafe { cache.free(&*p, CLASS, theirs as *mut u8) };
+                drain_cache(&mut cache, &p)
+            });
+            let mut held = a.join().unwrap();
+            held.extend(b.join().unwrap());
+            assert_conserved(&pools, &held);
+        },
+    );
+}
+
+/// The cached race with a third thread C that allocates from an empty cache
+/// (one `take`) at the same time, competing with A for B's batch and the
+/// older one.
+#[test]
+fn cross_free_cached_3() {
+    model(
+        "cross_free_cached_3",
+        3,
+        "A: alloc (hit), publish p, alloc (take) | B: receive p, free p (give) | C: alloc (take)",
+        || {
+            let pools = pools(3, 4);
+            let pre = take_blocks(&pools, 7);
+            let mut setup = ThreadCache::new();
+            fill_cache(&mut setup, &pools, &pre[..2]);
+            setup.flush_all(&*pools);
+            let a_blocks = pre[2..3].to_vec();
+            let b_blocks = pre[3..7].to_vec();
+            let slot = Arc::new(AtomicUsize::new(0));
+
+            let (p, s) = (pools.clone(), slot.clone());
+            let a = thread::spawn(move || {
+                let mut cache = ThreadCache::new();
+                fill_cache(&mut cache, &p, &a_blocks);
+                let mine = cache.alloc(&*p, CLASS) as usize;
+                assert_eq!(mine, a_blocks[0], "a cache hit");
+                s.store(mine, Ordering::Release);
+                let next = cache.alloc(&*p, CLASS) as usize;
+                assert!(next != 0, "out of memory");
+                let mut held = vec![next];
+                held.extend(drain_cache(&mut cache, &p));
+                held
+            });
+            let (p, s) = (pools.clone(), slot.clone());
+            let b = thread::spawn(move || {
+                let mut cache = ThreadCache::new();
+                fill_cache(&mut cache, &p, &b_blocks);
+                let theirs = receive(&s);
+                // SAFETY: A gave us `theirs` and no longer uses it; it
+                // overflows our full cache, so a batch goes to the pool.
+                unsafe { cache.free(&*p, CLASS, theirs as *mut u8) };
+                drain_cache(&mut cache, &p)
+            });
+            let p = pools.clone();
+            let c = thread::spawn(move || {
+                let mut cache = ThreadCache::new();
+                let b = cache.alloc(&*p, CLASS) as usize;
+                assert!(b != 0, "out of memory");
+                let mut held = vec![b];
+                held.extend(drain_cache(&mut cache, &p));
+                held
+            });
+            let mut held = a.join().unwrap();
+            held.extend(b.join().unwrap());
+            held.extend(c.join().unwrap());
+            assert_conserved(&pools, &held);
+        },
+    );
+}
+
+/// Uncached paths (a thread whose cache is gone, e.g. after its exit hook):
+/// A allocates `p` with `alloc_uncached` (take a batch, keep one, give the
+/// rest back), publishes it and allocates again the same way; B receives `p`
+/// and returns it with `free_uncached` (a batch of one).
+#[test]
+fn cross_free_uncached() {
+    model(
+        "cross_free_uncached",
+        2,
+        "A: alloc_uncached (take, give), publish p, alloc_uncached (take, give?) | \
+         B: receive p, free_uncached p (give)",
+        || {
+            let pools = pools(2, 4);
+            let pre = take_blocks(&pools, 2);
+            let mut setup = ThreadCache::new();
+            fill_cache(&mut setup, &pools, &pre);
+            setup.flush_all(&*pools);
+            let slot = Arc::new(AtomicUsize::new(0));
+
+            let (p, s) = (pools.clone(), slot.clone());
+            let a = thread::spawn(move || {
+                let mine = alloc_uncached(&*p, CLASS) as usize;
+                assert!(mine != 0, "out of memory");
+                s.store(mine, Ordering::Release);
+                let next = alloc_uncached(&*p, CLASS) as usize;
+                assert!(next != 0, "out of memory");
+                vec![next]
+            });
+            let (p, s) = (pools.clone(), slot.clone());
+            let b = thread::spawn(move || {
+                let theirs = receive(&s);
+                // SAFETY: A gave us `theirs` and no longer uses it.
+                unsafe { free_uncached(&*p, CLASS, theirs as *mut u8) };
+            });
+            let held = a.join().unwrap();
+            b.join().unwrap();
+            assert_conserved(&pools, &held);
+        },
+    );
+}

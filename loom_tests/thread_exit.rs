@@ -1,0 +1,106 @@
+//! Loom models of a thread exit returning its cache
+//! (`ThreadCache::flush_all`, what `thread::ThreadCaches::thread_exit` runs)
+//! while other threads allocate from the same pool.
+#![cfg(loom)]
+
+mod common;
+
+use common::{
+    assert_conserved, drain_cache, fill_cache, model, pools, take_blocks, ModelPools, CLASS,
+};
+use loom::thread;
+use shoalloc::cache::ThreadCache;
+use std::sync::Arc;
+
+/// The exiting thread: a cache of three blocks, flushed as batches of 2 and 1
+/// (two `give`s). Afterwards the cache must be empty.
+fn exiting(pools: Arc<ModelPools>, blocks: Vec<usize>) -> thread::JoinHandle<Vec<usize>> {
+    thread::spawn(move || {
+        let mut cache = ThreadCache::new();
+        fill_cache(&mut cache, &pools, &blocks);
+        cache.flush_all(&*pools);
+        assert_eq!(cache.cached(CLASS), 0, "flush_all leaves nothing behind");
+        Vec::new()
+    })
+}
+
+/// An allocating thread with an empty cache: `n` allocations.
+fn allocating(pools: Arc<ModelPools>, n: usize) -> thread::JoinHandle<Vec<usize>> {
+    thread::spawn(move || {
+        let mut cache = ThreadCache::new();
+        let mut held: Vec<usize> = (0..n)
+            .map(|_| cache.alloc(&*pools, CLASS) as usize)
+            .collect();
+        assert!(held.iter().all(|&b| b != 0), "out of memory");
+        held.extend(drain_cache(&mut cache, &pools));
+        held
+    })
+}
+
+/// The pool has no free batch and one block left to carve in segment 1, so an
+/// allocating thread gets the exiting thread's batches, the last carved
+/// block, or a fresh segment, depending on the interleaving.
+fn setup() -> (Arc<ModelPools>, Vec<usize>) {
+    let pools = pools(3, 4);
+    let blocks = take_blocks(&pools, 3);
+    (pools, blocks)
+}
+
+/// Two threads: T1 exits (flush_all: give 2, give 1) while T2 allocates twice
+/// (refill, then a hit or a second refill).
+#[test]
+fn thread_exit_2() {
+    model(
+        "thread_exit_2",
+        2,
+        "T1: flush_all (give, give) | T2: alloc x2 (take, take?)",
+        || {
+            let (pools, blocks) = setup();
+            let t1 = exiting(pools.clone(), blocks);
+            let t2 = allocating(pools.clone(), 2);
+            let mut held = t1.join().unwrap();
+            held.extend(t2.join().unwrap());
+            assert_conserved(&pools, &held);
+        },
+    );
+}
+
+/// Three threads: T1 exits while T2 and T3 each allocate once.
+#[test]
+fn thread_exit_3() {
+    model(
+        "thread_exit_3",
+        3,
+        "T1: flush_all (give, give) | T2: alloc (take) | T3: alloc (take)",
+        || {
+            let (pools, blocks) = setup();
+            let t1 = exiting(pools.clone(), blocks);
+            let t2 = allocating(pools.clone(), 1);
+            let t3 = allocating(pools.clone(), 1);
+            let mut held = t1.join().unwrap();
+            held.extend(t2.join().unwrap());
+            held.extend(t3.join().unwrap());
+            assert_conserved(&pools, &held);
+        },
+    );
+}
+
+/// Three threads: T1 exits while T2 and T3 each allocate twice.
+#[test]
+fn thread_exit_3x2() {
+    model(
+        "thread_exit_3x2",
+        3,
+        "T1: flush_all (give, give) | T2: alloc x2 (take, take?) | T3: alloc x2 (take, take?)",
+        || {
+            let (pools, blocks) = setup();
+            let t1 = exiting(pools.clone(), blocks);
+            let t2 = allocating(pools.clone(), 2);
+            let t3 = allocating(pools.clone(), 2);
+            let mut held = t1.join().unwrap();
+            held.extend(t2.join().unwrap());
+            held.extend(t3.join().unwrap());
+            assert_conserved(&pools, &held);
+        },
+    );
+}
