@@ -15,6 +15,7 @@ fn config() -> StressConfig {
     StressConfig {
         threads: 8,
         duration: Duration::from_secs(3),
+        min_waves: 4,
         ops_per_thread: 4000,
         max_size: 1 << 20,
     }

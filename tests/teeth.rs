@@ -34,6 +34,7 @@ fn stress_config() -> StressConfig {
     StressConfig {
         threads: 8,
         duration: Duration::from_secs(2),
+        min_waves: 2,
         ops_per_thread: 2000,
         max_size: 4096,
     }

@@ -227,8 +227,11 @@ fn step(
 pub struct StressConfig {
     /// Threads alive at once in each wave.
     pub threads: usize,
-    /// How long to keep starting waves of threads.
+    /// How long to keep starting waves of threads (after `min_waves`).
     pub duration: Duration,
+    /// Waves run whatever the clock says, so a slow machine (or a
+    /// sanitizer) still exercises thread churn.
+    pub min_waves: usize,
     /// Operations per thread per wave.
     pub ops_per_thread: usize,
     /// Largest request in bytes.
@@ -285,7 +288,11 @@ pub fn run_stress(
         Ok(())
     };
 
-    while start.elapsed() < cfg.duration && !failed.load(Ordering::Relaxed) {
+    let mut waves = 0;
+    while (waves < cfg.min_waves || start.elapsed() < cfg.duration)
+        && !failed.load(Ordering::Relaxed)
+    {
+        waves += 1;
         std::thread::scope(|s| {
             for _ in 0..cfg.threads {
                 let me = thread_ids.fetch_add(1, Ordering::Relaxed);
