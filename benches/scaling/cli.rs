@@ -21,6 +21,10 @@ usage: cargo bench --bench scaling -- [options]
   --papers DIR          write DIR/results.md and DIR/figures/*.svg (default: papers/ for
                         unfiltered quick and full runs, nothing otherwise)
   --no-papers           do not write papers/
+  --preload             also run real C programs under LD_PRELOAD of libshoalloc.so, mimalloc,
+                        jemalloc, tcmalloc and glibc (capi/bench/preload.sh -> papers/preload.md);
+                        the default for unfiltered full runs
+  --no-preload          skip the LD_PRELOAD programs
   --no-progress         no progress bar
   --priority            run cells at nice -10 (needs root or CAP_SYS_NICE; ignored otherwise)
                         so that other work on a shared machine disturbs them less
@@ -100,6 +104,8 @@ pub struct Options {
     pub priority: bool,
     /// A deliberate allocator fault to switch on in every cell.
     pub fault: Option<Fault>,
+    /// Also run the real programs under `LD_PRELOAD` (capi/bench/preload.sh).
+    pub preload: bool,
     /// The command line as given (minus cargo's `--bench`), for the report.
     pub args: Vec<String>,
 }
@@ -168,6 +174,7 @@ fn threads(s: &str) -> Option<usize> {
 
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut mode = Mode::Full;
+    let mut preload: Option<bool> = None;
     let mut threads_opt = None;
     let mut reps = None;
     let mut scale = None;
@@ -224,6 +231,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 return Ok(Command::Cell(cell));
             }
             "--quick" => mode = Mode::Quick,
+            "--preload" => preload = Some(true),
+            "--no-preload" => preload = Some(false),
             "--smoke" => mode = Mode::Smoke,
             "--full" => mode = Mode::Full,
             "--threads" => {
@@ -284,7 +293,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         None => None,
     };
+    let unfiltered = wl.is_none() && al.is_none() && threads_opt.is_none();
+    let preload = preload.unwrap_or(mode == Mode::Full && unfiltered);
     Ok(Command::Sweep(Options {
+        preload,
         mode,
         threads: threads_opt.unwrap_or_else(|| mode.threads()),
         reps: reps.unwrap_or_else(|| mode.reps()),

@@ -3,7 +3,7 @@
 //! allocators, on workloads that separate allocator designs.
 //!
 //! ```text
-//! cargo bench --bench scaling                          # full sweep (1,2,4,8,16 threads, 5 reps)
+//! cargo bench --bench scaling                          # full sweep (1,2,4,8,16 threads, 5 reps) + LD_PRELOAD programs
 //! cargo bench --bench scaling -- --quick --csv out.csv # reduced sweep, a few minutes
 //! cargo bench --bench scaling -- --smoke               # every workload x allocator once, for CI
 //! cargo bench --bench scaling -- --workloads larson,xmalloc --allocators shoal,mimalloc --threads 1,2
@@ -112,8 +112,28 @@ fn sweep(opts: &cli::Options) -> Result<(), String> {
         );
     }
     let failed = samples.iter().filter(|s| s.outcome.is_err()).count();
+    if opts.preload {
+        run_preload(opts.reps)?;
+    }
     if failed > 0 {
         return Err(format!("{failed} run(s) failed (see above)"));
+    }
+    Ok(())
+}
+
+/// Real C programs on libshoalloc.so and the Debian peers, side by side
+/// (`capi/bench/preload.sh`, which writes `papers/preload.md`).
+fn run_preload(reps: usize) -> Result<(), String> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    eprintln!("scaling: running real programs under LD_PRELOAD (capi/bench/preload.sh {reps})");
+    let status = std::process::Command::new("bash")
+        .arg("capi/bench/preload.sh")
+        .arg(reps.to_string())
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("starting capi/bench/preload.sh: {e}"))?;
+    if !status.success() {
+        return Err(format!("capi/bench/preload.sh failed: {status}"));
     }
     Ok(())
 }

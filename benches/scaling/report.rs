@@ -771,6 +771,10 @@ fn results_md(s: &Summary, m: &Machine) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let _ = writeln!(
+        out,
+        "- Real C programs (CPython, sort, gzip, gcc, git) under `LD_PRELOAD` of `libshoalloc.so`, mimalloc, jemalloc, tcmalloc and glibc: [`preload.md`](preload.md), written by `capi/bench/preload.sh`, which full runs of this benchmark call at the end (`--preload` for other runs)."
+    );
     if s.total_failures() > 0 {
         let _ = writeln!(
             out,
