@@ -22,24 +22,16 @@
 //! cost address space, not memory; fresh pages are zero, so `alloc_zeroed`
 //! needs no `memset` for them.
 //!
-//! # The mapping cache
-//! An `mmap` costs a system call, an over-map and two trims, and every page is
-//! faulted in and zeroed again; programs that allocate and free buffers of a
-//! few hundred KiB in a loop would pay that every time. So freed mappings of
-//! up to [`CACHE_MAX_MAPPING`] bytes are parked in [`CACHE_SLOTS`] slots, at
-//! most [`CACHE_MAX_BYTES`] in all, and reused by the next request they fit
-//! (without wasting more than half of them). A slot is one atomic word holding
-//! the mapping's page number and page count: taking it is a CAS to zero,
-//! parking it a CAS from zero. If a slot is emptied and refilled with the same
-//! mapping between another thread's load and CAS, that CAS takes a mapping
-//! that is free again — harmless, so the slots need no ABA tag. Parked memory
-//! stays resident (bounded by the cap); a reused mapping is zeroed by
-//! `alloc_zeroed` only over the requested bytes.
+//! Freed mappings of up to [`CACHE_MAX_MAPPING`] bytes are parked in a
+//! [`MappingCache`] (at most [`CACHE_MAX_BYTES`] in all) and reused by the
+//! next request they fit, saving the system calls and the page faults; parked
+//! memory stays resident, bounded by the cap, and a reused mapping is zeroed
+//! by `alloc_zeroed` only over the requested bytes.
 
+use crate::mapping_cache::MappingCache;
 use crate::os::{self, PAGE};
 use crate::registry::{self, Granule};
 use crate::segment::SEGMENT_SIZE;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Slots of the mapping cache.
 pub const CACHE_SLOTS: usize = 16;
@@ -48,74 +40,7 @@ pub const CACHE_MAX_BYTES: usize = 32 << 20;
 /// Largest mapping the cache keeps.
 pub const CACHE_MAX_MAPPING: usize = 8 << 20;
 
-/// Bits of a slot word that hold the page count; the page number of the
-/// mapping's base sits above them. 0 means empty.
-const PAGES_BITS: u32 = 20;
-
-static CACHE: [AtomicU64; CACHE_SLOTS] = [const { AtomicU64::new(0) }; CACHE_SLOTS];
-static CACHED_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-fn pack(base: usize, size: usize) -> u64 {
-    (((base / PAGE) as u64) << PAGES_BITS) | (size / PAGE) as u64
-}
-
-fn unpack(word: u64) -> (usize, usize) {
-    (
-        (word >> PAGES_BITS) as usize * PAGE,
-        (word & ((1 << PAGES_BITS) - 1)) as usize * PAGE,
-    )
-}
-
-/// A parked mapping of at least `need` bytes (and at most twice that), taken
-/// out of the cache: `(base, size)`.
-fn take_cached(need: usize) -> Option<(usize, usize)> {
-    if CACHED_BYTES.load(Ordering::Relaxed) < need {
-        return None;
-    }
-    for slot in &CACHE {
-        let word = slot.load(Ordering::Relaxed);
-        if word == 0 {
-            continue;
-        }
-        let (base, size) = unpack(word);
-        if size < need || size / 2 > need {
-            continue;
-        }
-        // Acquire: the freeing thread's writes to the mapping happen before.
-        if slot
-            .compare_exchange(word, 0, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            CACHED_BYTES.fetch_sub(size, Ordering::Relaxed);
-            return Some((base, size));
-        }
-    }
-    None
-}
-
-/// Parks a freed mapping; `false` when the cache is full.
-fn park(base: usize, size: usize) -> bool {
-    if size > CACHE_MAX_MAPPING
-        || CACHED_BYTES.fetch_add(size, Ordering::Relaxed) + size > CACHE_MAX_BYTES
-    {
-        if size <= CACHE_MAX_MAPPING {
-            CACHED_BYTES.fetch_sub(size, Ordering::Relaxed);
-        }
-        return false;
-    }
-    let word = pack(base, size);
-    for slot in &CACHE {
-        // Release: publishes our last writes before another thread reuses it.
-        if slot
-            .compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
-        {
-            return true;
-        }
-    }
-    CACHED_BYTES.fetch_sub(size, Ordering::Relaxed);
-    false
-}
+static CACHE: MappingCache<CACHE_SLOTS> = MappingCache::new(CACHE_MAX_BYTES, CACHE_MAX_MAPPING);
 
 const LARGE_MAGIC: u64 = 0x5348_4f41_4c4c_5247; // "SHOALLRG"
 
@@ -160,7 +85,7 @@ fn alloc_inner(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         return core::ptr::null_mut();
     }
     if map_align == SEGMENT_SIZE && map_size <= CACHE_MAX_MAPPING {
-        if let Some((base, cached_size)) = take_cached(map_size) {
+        if let Some((base, cached_size)) = CACHE.take(map_size) {
             let user = base + lead;
             if zeroed {
                 // SAFETY: the mapping is ours again; `size` bytes from `user`
@@ -260,7 +185,7 @@ pub unsafe fn free(ptr: *mut u8) {
     let h = unsafe { header(ptr) };
     let (base, size, align) = (h.map_base, h.map_size, h.map_align);
     registry::clear(ptr as usize - 1);
-    if align == SEGMENT_SIZE && park(base, size) {
+    if align == SEGMENT_SIZE && CACHE.park(base, size) {
         return;
     }
     // SAFETY: the whole mapping belongs to this object, which the caller gives up.
@@ -323,15 +248,9 @@ mod tests {
         let size = CACHE_MAX_MAPPING + PAGE;
         let a = alloc(size, 16);
         assert!(!a.is_null());
-        let before = CACHED_BYTES.load(Ordering::Relaxed);
+        let before = CACHE.bytes();
         // SAFETY: live, freed once.
         unsafe { free(a) };
-        assert!(CACHED_BYTES.load(Ordering::Relaxed) <= before);
-    }
-
-    #[test]
-    fn slot_words_round_trip() {
-        let (base, size) = (0x7f12_3440_0000usize, 5 * PAGE);
-        assert_eq!(unpack(pack(base, size)), (base, size));
+        assert!(CACHE.bytes() <= before);
     }
 }

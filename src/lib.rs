@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod mapping_cache;
 pub mod os;
 pub mod pool;
 pub mod size_class;

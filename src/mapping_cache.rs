@@ -1,0 +1,173 @@
+//! A small lock-free cache of freed large-object mappings.
+//!
+//! An `mmap` costs a system call, an over-map and two trims, and every page is
+//! faulted in and zeroed again; programs that allocate and free buffers of a
+//! few hundred KiB in a loop would pay that every time. So freed mappings are
+//! parked in a fixed number of slots, up to a byte cap, and reused by the next
+//! request they fit without wasting more than half of them.
+//!
+//! # Protocol
+//! A slot is one atomic word: `page number of the base << 20 | page count`,
+//! 0 when empty. Parking is a CAS from 0; taking is a CAS from the observed
+//! word to 0. If a slot is emptied and refilled with the *same* mapping
+//! between another thread's load and CAS, that CAS takes a mapping that is
+//! free again — harmless, so the slots need no ABA tag. `bytes` is reserved
+//! (fetch_add) before parking and given back when parking fails, so it never
+//! exceeds the cap by more than the racing reservations that are about to be
+//! undone. Release on park and Acquire on take order the freeing thread's
+//! last writes before the next owner's first ones.
+//!
+//! The cache knows nothing of `mmap`: it stores and returns address ranges,
+//! which is what lets loom model it (`loom_tests/mapping_cache.rs`).
+
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+
+/// Bits of a slot word that hold the page count.
+const PAGES_BITS: u32 = 20;
+/// Page size the slot words count in.
+const PAGE: usize = crate::os::PAGE;
+
+/// Up to `SLOTS` parked mappings, at most `max_bytes` in all, each at most
+/// `max_mapping` bytes (and below 4 GiB, the page-count field's range).
+#[derive(Debug)]
+pub struct MappingCache<const SLOTS: usize> {
+    /// Invariant: every non-zero slot names a distinct mapping that no
+    /// allocation uses; `bytes` ≥ the sum of their sizes.
+    slots: [AtomicU64; SLOTS],
+    bytes: AtomicUsize,
+    max_bytes: usize,
+    max_mapping: usize,
+}
+
+fn pack(base: usize, size: usize) -> u64 {
+    (((base / PAGE) as u64) << PAGES_BITS) | (size / PAGE) as u64
+}
+
+fn unpack(word: u64) -> (usize, usize) {
+    (
+        (word >> PAGES_BITS) as usize * PAGE,
+        (word & ((1 << PAGES_BITS) - 1)) as usize * PAGE,
+    )
+}
+
+impl<const SLOTS: usize> MappingCache<SLOTS> {
+    /// An empty cache.
+    #[cfg(not(loom))]
+    pub const fn new(max_bytes: usize, max_mapping: usize) -> Self {
+        Self {
+            slots: [const { AtomicU64::new(0) }; SLOTS],
+            bytes: AtomicUsize::new(0),
+            max_bytes,
+            max_mapping: min(max_mapping, ((1 << PAGES_BITS) - 1) * PAGE),
+        }
+    }
+
+    /// An empty cache (loom atomics have no `const fn new`).
+    #[cfg(loom)]
+    pub fn new(max_bytes: usize, max_mapping: usize) -> Self {
+        Self {
+            slots: core::array::from_fn(|_| AtomicU64::new(0)),
+            bytes: AtomicUsize::new(0),
+            max_bytes,
+            max_mapping: min(max_mapping, ((1 << PAGES_BITS) - 1) * PAGE),
+        }
+    }
+
+    /// Largest mapping the cache keeps.
+    pub fn max_mapping(&self) -> usize {
+        self.max_mapping
+    }
+
+    /// Bytes parked (or being parked) right now.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// A parked mapping of at least `need` bytes and at most twice that,
+    /// removed from the cache: `(base, size)`.
+    pub fn take(&self, need: usize) -> Option<(usize, usize)> {
+        if self.bytes.load(Ordering::Relaxed) < need {
+            return None;
+        }
+        for slot in &self.slots {
+            let word = slot.load(Ordering::Relaxed);
+            if word == 0 {
+                continue;
+            }
+            let (base, size) = unpack(word);
+            if size < need || size / 2 > need {
+                continue;
+            }
+            if slot
+                .compare_exchange(word, 0, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.bytes.fetch_sub(size, Ordering::Relaxed);
+                return Some((base, size));
+            }
+        }
+        None
+    }
+
+    /// Parks the free mapping `base..base + size` (page-aligned); `false`
+    /// when it does not fit, in which case the caller still owns it.
+    pub fn park(&self, base: usize, size: usize) -> bool {
+        debug_assert!(base % PAGE == 0 && size % PAGE == 0 && size > 0);
+        if size > self.max_mapping {
+            return false;
+        }
+        if self.bytes.fetch_add(size, Ordering::Relaxed) + size > self.max_bytes {
+            self.bytes.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
+        let word = pack(base, size);
+        for slot in &self.slots {
+            if slot
+                .compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        self.bytes.fetch_sub(size, Ordering::Relaxed);
+        false
+    }
+}
+
+const fn min(a: usize, b: usize) -> usize {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_words_round_trip() {
+        let (base, size) = (0x7f12_3440_0000usize, 5 * PAGE);
+        assert_eq!(unpack(pack(base, size)), (base, size));
+    }
+
+    #[test]
+    fn take_respects_fit_and_caps() {
+        let cache = MappingCache::<2>::new(10 * PAGE, 4 * PAGE);
+        assert!(
+            !cache.park(0x1000_0000, 5 * PAGE),
+            "larger than max_mapping"
+        );
+        assert!(cache.park(0x1000_0000, 4 * PAGE));
+        assert!(cache.park(0x2000_0000, 2 * PAGE));
+        assert!(!cache.park(0x3000_0000, PAGE), "no free slot");
+        assert_eq!(cache.bytes(), 6 * PAGE);
+        // 4 pages would waste more than half for 1 page; 2 pages would not.
+        assert_eq!(cache.take(PAGE), Some((0x2000_0000, 2 * PAGE)));
+        assert_eq!(cache.take(5 * PAGE), None, "nothing large enough");
+        assert_eq!(cache.take(3 * PAGE), Some((0x1000_0000, 4 * PAGE)));
+        assert_eq!(cache.bytes(), 0);
+        assert_eq!(cache.take(PAGE), None);
+    }
+}
