@@ -19,7 +19,9 @@ use crate::large;
 use crate::pool::Pools;
 use crate::registry::{self, Granule};
 use crate::segment::{header_of, Segments, HEADER_BYTES, SEGMENT_SIZE};
-use crate::size_class::{class_for, first_block_offset, CLASS_SIZE, NUM_CLASSES};
+use crate::size_class::{
+    class_for, first_block_offset, is_block_boundary, CLASS_SIZE, NUM_CLASSES,
+};
 use crate::thread::{SlotKey, ThreadCaches, ThreadSlot};
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -113,7 +115,10 @@ impl Shoal {
                 let size = CLASS_SIZE[class] as usize;
                 let offset = addr & (SEGMENT_SIZE - 1);
                 let first = first_block_offset(class, HEADER_BYTES);
-                if offset < first || (offset - first) % size != 0 || offset + size > SEGMENT_SIZE {
+                if offset < first
+                    || !is_block_boundary(class, offset - first)
+                    || offset + size > SEGMENT_SIZE
+                {
                     return Owner::Foreign;
                 }
                 Owner::Small(class)

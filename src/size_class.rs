@@ -120,6 +120,33 @@ pub const fn class_for(size: usize, align: usize) -> Option<usize> {
     None
 }
 
+/// `ceil(2^40 / size)` per class: turns the division in
+/// [`is_block_boundary`] into a multiplication.
+const RECIPROCAL: [u64; NUM_CLASSES] = build_reciprocals();
+
+const fn build_reciprocals() -> [u64; NUM_CLASSES] {
+    let mut table = [0u64; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        table[c] = (1u64 << 40).div_ceil(CLASS_SIZE[c] as u64);
+        c += 1;
+    }
+    table
+}
+
+/// `true` if `delta` (bytes past a segment's first block, below 4 MiB) is a
+/// multiple of the class size — the check C `free` makes on every pointer.
+///
+/// Exact without a division: with `m = ceil(2^40 / s)`, `delta * m / 2^40`
+/// exceeds `delta / s` by less than `delta / 2^40 < 2^-18 <= 1/s`, which never
+/// carries the quotient past the next integer, so the floor is `delta / s`.
+#[inline]
+pub const fn is_block_boundary(class: usize, delta: usize) -> bool {
+    debug_assert!(delta < 1 << 22);
+    let q = (delta as u64 * RECIPROCAL[class]) >> 40;
+    q * CLASS_SIZE[class] as u64 == delta as u64
+}
+
 /// The largest power of two dividing `size`, capped at 4096.
 const fn natural_alignment(size: usize) -> usize {
     let a = 1usize << size.trailing_zeros();
@@ -239,6 +266,26 @@ mod tests {
         }
         assert_eq!(class_for(1, 8192), None);
         assert_eq!(class_for(MAX_SMALL + 1, 8), None);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "millions of cases: pure arithmetic, checked natively")]
+    fn block_boundaries_match_the_remainder() {
+        for class in 0..NUM_CLASSES {
+            let size = CLASS_SIZE[class] as usize;
+            let step = if size < 4096 { 1 } else { 7 };
+            for delta in (0..(1 << 22)).step_by(step) {
+                assert_eq!(
+                    is_block_boundary(class, delta),
+                    delta % size == 0,
+                    "class {class} delta {delta}"
+                );
+            }
+            for k in 0..(1 << 22) / size {
+                assert!(is_block_boundary(class, k * size));
+                assert!(!is_block_boundary(class, k * size + 8));
+            }
+        }
     }
 
     #[test]
