@@ -112,7 +112,9 @@ impl Default for LockedPools {
     }
 }
 
-impl SharedPool for LockedPools {
+// SAFETY: batches are those given back (valid by `give`'s contract) or
+// carved by the class's `ClassPool`, under the one lock.
+unsafe impl SharedPool for LockedPools {
     fn take(&self, class: usize, want: u32) -> Option<Batch> {
         let mut inner = self.lock();
         let head = inner.batches[class];

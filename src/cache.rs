@@ -183,7 +183,9 @@ mod tests {
         }
     }
 
-    impl SharedPool for CountingPool {
+    // SAFETY: batches are carved from the arena in class-sized steps or are
+    // batches given back earlier.
+    unsafe impl SharedPool for CountingPool {
         fn take(&self, class: usize, want: u32) -> Option<Batch> {
             self.takes.set(self.takes.get() + 1);
             if let Some(b) = self.returned.borrow_mut().pop() {

@@ -16,8 +16,11 @@ static STRAND_ON_EXIT: AtomicBool = AtomicBool::new(false);
 /// While on, a dying thread's exit hook marks the thread dead but does not
 /// return its cached blocks: they are stranded, as in an allocator that
 /// forgets abandoned caches. Shows that the thread-churn RSS check can fail.
+///
+/// # Safety
+/// Leaks on purpose; only the test that shows the RSS check fails may call it.
 #[doc(hidden)]
-pub fn set_strand_on_exit(on: bool) {
+pub unsafe fn set_strand_on_exit(on: bool) {
     STRAND_ON_EXIT.store(on, Ordering::Relaxed);
 }
 
@@ -35,8 +38,13 @@ static STASH: [AtomicPtr<u8>; NUM_CLASSES] = [const { AtomicPtr::new(null_mut())
 /// block has two owners. The free lists themselves stay intact, so the
 /// corruption is only what the two owners do to each other — exactly what the
 /// checkers must see.
+///
+/// # Safety
+/// Breaks `GlobalAlloc`'s contract on purpose (a block gets two owners): only
+/// tests that prove their checkers catch it may call it, in a process whose
+/// heap they then discard.
 #[doc(hidden)]
-pub fn set_double_handout(on: bool) {
+pub unsafe fn set_double_handout(on: bool) {
     DOUBLE_HANDOUT.store(on, Ordering::Relaxed);
     if !on {
         for s in &STASH {

@@ -101,7 +101,7 @@ fn alloc_inner(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         return base;
     }
     let user = base as usize + lead;
-    if !os::is_user_address(base as usize + map_size) {
+    if !os::is_user_address(base as usize + map_size - 1) {
         // SAFETY: just mapped, unknown to anyone else.
         unsafe { os::unmap(base, map_size, map_align) };
         return core::ptr::null_mut();
@@ -150,7 +150,9 @@ unsafe fn header(ptr: *mut u8) -> &'static LargeHeader {
 /// `true` if `ptr` is the user pointer of a live large object. Reads memory
 /// only when the registry says the granule of `ptr - 1` starts with one of
 /// our large-object headers, which is then mapped — so it is safe to call
-/// with any pointer at all.
+/// with any pointer, except one that another thread is freeing at the same
+/// moment (the mapping could go between the lookup and the read: a double
+/// free racing with itself).
 #[allow(clippy::not_unsafe_ptr_arg_deref)] // validated through the registry first
 pub fn is_large(ptr: *mut u8) -> bool {
     if registry::lookup((ptr as usize).wrapping_sub(1)) != Granule::Large {
@@ -179,7 +181,7 @@ pub unsafe fn usable_size(ptr: *mut u8) -> usize {
 pub unsafe fn free(ptr: *mut u8) {
     debug_assert!(
         is_large(ptr),
-        "large::free of {ptr:p}, not a live large object"
+        "large::free of a pointer that is not a live large object"
     );
     // SAFETY: forwarded contract.
     let h = unsafe { header(ptr) };

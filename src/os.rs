@@ -59,19 +59,32 @@ pub fn is_user_address(addr: usize) -> bool {
     addr < (1usize << ADDRESS_BITS)
 }
 
-/// Width of the user address space the registry and block handles cover.
-/// `mmap` without a hint never returns addresses above 2^47 on x86-64 or
-/// aarch64, even on kernels with 5-level page tables.
-pub const ADDRESS_BITS: u32 = 47;
+/// Width of the user address space the registry covers: 48 bits. x86-64
+/// kernels (even with 5-level page tables) never return addresses above 2^47
+/// from `mmap` without a hint; arm64 kernels built for 48-bit virtual
+/// addresses place mappings just below 2^48. A mapping above this limit is
+/// refused (treated as out of memory), never mis-registered.
+pub const ADDRESS_BITS: u32 = 48;
 
 #[cfg(not(any(miri, loom)))]
 mod imp {
     use super::PAGE;
 
     pub fn page_size_ok() -> bool {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        page == PAGE as libc::c_long
+        use core::sync::atomic::{AtomicU8, Ordering};
+        // 0 = not asked yet, 1 = ok, 2 = wrong page size; asked once.
+        static ANSWER: AtomicU8 = AtomicU8::new(0);
+        match ANSWER.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                // SAFETY: sysconf has no memory-safety preconditions.
+                let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+                let ok = page == PAGE as libc::c_long;
+                ANSWER.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+                ok
+            }
+        }
     }
 
     fn mmap(size: usize) -> *mut u8 {
@@ -82,7 +95,10 @@ mod imp {
                 core::ptr::null_mut(),
                 size,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                // No MAP_NORESERVE: with the default overcommit heuristic the
+                // kernel then refuses absurd sizes, so they return null as
+                // `malloc` must, instead of an address that is OOM-killed later.
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )

@@ -62,13 +62,24 @@ pub unsafe trait Backing: NodeSpace {
     /// Address of segment `index`.
     fn segment_addr(&self, index: u32) -> *mut u8;
     /// The handle of block `block`.
-    fn handle_of(&self, block: *mut FreeBlock) -> u64;
+    ///
+    /// # Safety
+    /// `block` must be a block carved from a segment of this backing.
+    unsafe fn handle_of(&self, block: *mut FreeBlock) -> u64;
     /// The block named by `handle`.
-    fn addr_of(&self, handle: u64) -> *mut FreeBlock;
-    /// A fresh segment for `class` (index ≥ 1), or `None` when out of memory.
+    ///
+    /// # Safety
+    /// `handle` must come from `handle_of` on this backing.
+    unsafe fn addr_of(&self, handle: u64) -> *mut FreeBlock;
+    /// A fresh segment for `class` (index ≥ 1), or `None` when out of memory
+    /// or `class` is not a size class.
     fn acquire(&self, class: usize) -> Option<u32>;
     /// Returns a segment from `acquire` none of whose blocks were handed out.
-    fn release(&self, index: u32);
+    ///
+    /// # Safety
+    /// The caller owns segment `index` (got it from `acquire`, never installed
+    /// it anywhere) and gives it up.
+    unsafe fn release(&self, index: u32);
 }
 
 /// A source and sink of batches for thread caches.
@@ -76,8 +87,15 @@ pub unsafe trait Backing: NodeSpace {
 /// The lock-free [`Pools`] is the real one; the benchmark ablations provide
 /// others (for instance pools behind one mutex) to measure what the lock-free
 /// design buys.
-pub trait SharedPool {
-    /// Up to `want` (≥ 1) free blocks of `class`, or `None` when out of memory.
+///
+/// # Safety
+/// Every batch `take` returns must be a valid chain of exactly `len` free
+/// blocks of `class`, at least `CLASS_SIZE[class]` bytes each, owned by the
+/// caller from then on: the thread caches dereference them.
+pub unsafe trait SharedPool {
+    /// A batch of free blocks of `class` — usually `want` (≥ 1) of them when
+    /// carved, however many a thread gave back when reused — or `None` when
+    /// out of memory.
     fn take(&self, class: usize, want: u32) -> Option<Batch>;
     /// Returns a batch of free blocks of `class`.
     ///
@@ -120,7 +138,8 @@ impl ClassPool {
     pub fn take(&self, backing: &impl Backing, class: usize, want: u32) -> Option<Batch> {
         if let Some((handle, len)) = self.batches.pop(backing) {
             return Some(Batch {
-                head: backing.addr_of(handle),
+                // SAFETY: handles in the stack come from `handle_of`.
+                head: unsafe { backing.addr_of(handle) },
                 len,
             });
         }
@@ -133,7 +152,8 @@ impl ClassPool {
     /// As [`SharedPool::give`]: the caller owns every block of `batch`.
     pub unsafe fn give(&self, backing: &impl Backing, batch: Batch) {
         debug_assert!(batch.len > 0 && !batch.head.is_null());
-        let handle = backing.handle_of(batch.head);
+        // SAFETY: the caller's batch holds blocks carved from this backing.
+        let handle = unsafe { backing.handle_of(batch.head) };
         // SAFETY: the caller owns the batch, so its head is in no stack.
         unsafe { self.batches.push(backing, handle, batch.len) };
     }
@@ -163,7 +183,16 @@ impl ClassPool {
                     }
                 }
             }
-            let fresh = backing.acquire(class)?;
+            let Some(fresh) = backing.acquire(class) else {
+                // Out of memory — unless another thread installed a segment
+                // meanwhile, in which case carve from that one.
+                let now = self.carve.load(Ordering::Acquire);
+                if now != word {
+                    word = now;
+                    continue;
+                }
+                return None;
+            };
             let first = first_block_offset(class, backing.header_bytes());
             let n = want.min(((seg_bytes - first) / size) as u32);
             let new = (u64::from(fresh) << 32) | (first + n as usize * size) as u64;
@@ -177,7 +206,8 @@ impl ClassPool {
                 Err(actual) => {
                     // Another thread installed a segment first; ours was never
                     // used, so any class may have it.
-                    backing.release(fresh);
+                    // SAFETY: `fresh` came from `acquire` and was never installed.
+                    unsafe { backing.release(fresh) };
                     word = actual;
                 }
             }
@@ -260,7 +290,10 @@ impl<B: Backing> Pools<B> {
     }
 }
 
-impl<B: Backing> SharedPool for Pools<B> {
+// SAFETY: batches are popped whole from the class's stack (pushed by `give`,
+// whose contract makes them valid chains of free blocks of that class) or
+// freshly carved from the class's segments by `link_run`.
+unsafe impl<B: Backing> SharedPool for Pools<B> {
     #[inline]
     fn take(&self, class: usize, want: u32) -> Option<Batch> {
         self.classes[class].take(&self.backing, class, want)

@@ -2,8 +2,8 @@
 //!
 //! `free` in C receives a bare pointer. To answer "is this ours, and is it a
 //! small block or a large object?" without touching memory that may not be
-//! mapped, every 4 MiB-aligned granule of the 47-bit user address space has
-//! two bits here (8 MiB of zero-initialised static memory, of which the kernel
+//! mapped, every 4 MiB-aligned granule of the 48-bit user address space has
+//! two bits here (16 MiB of zero-initialised static memory, of which the kernel
 //! backs only the pages actually touched):
 //!
 //! | bits | meaning |
@@ -45,7 +45,7 @@ fn slot(addr: usize) -> (usize, u32) {
 }
 
 /// Records that the granule containing `addr` now holds `kind`.
-pub fn mark(addr: usize, kind: Granule) {
+pub(crate) fn mark(addr: usize, kind: Granule) {
     debug_assert!(is_user_address(addr));
     let (word, shift) = slot(addr);
     // Release: a reader that sees the mark also sees the header written before.
@@ -53,7 +53,7 @@ pub fn mark(addr: usize, kind: Granule) {
 }
 
 /// Records that the granule containing `addr` no longer holds our memory.
-pub fn clear(addr: usize) {
+pub(crate) fn clear(addr: usize) {
     let (word, shift) = slot(addr);
     MAP[word].fetch_and(!(3u64 << shift), Ordering::Release);
 }

@@ -18,6 +18,7 @@
 
 use crate::os;
 use crate::registry::{self, Granule};
+use crate::size_class::NUM_CLASSES;
 use crate::stack::{BatchStack, NodeSpace, HANDLE_BITS};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -102,7 +103,7 @@ impl SegmentHeader {
 // name the header's `spare_link`.
 unsafe impl NodeSpace for Segments {
     #[inline]
-    fn link(&self, handle: u64) -> &AtomicU64 {
+    unsafe fn link(&self, handle: u64) -> &AtomicU64 {
         let base = segment_base(handle >> OFFSET_BITS);
         let offset = ((handle & ((1 << OFFSET_BITS) - 1)) << 4) as usize;
         if offset == 0 {
@@ -134,7 +135,7 @@ impl Segments {
 
     /// A segment ready to hold blocks of `class`, or `None` when the OS
     /// refuses memory or the segment numbers are used up.
-    pub fn acquire(class: usize) -> Option<u32> {
+    pub(crate) fn acquire(class: usize) -> Option<u32> {
         if let Some((handle, _)) = SPARE.pop(&Segments) {
             let index = (handle >> OFFSET_BITS) as u32;
             let base = segment_base(u64::from(index));
@@ -143,25 +144,29 @@ impl Segments {
             unsafe { (*(base as *mut SegmentHeader)).class = class as u32 };
             return Some(index);
         }
-        if !os::page_size_ok() {
+        if class >= NUM_CLASSES || !os::page_size_ok() {
             return None;
         }
-        // Reserve a number first so a failure leaves nothing mapped.
-        let index = NEXT_SEGMENT.fetch_add(1, Ordering::Relaxed);
-        if index as usize >= MAX_SEGMENTS {
-            // The counter only grows past the limit; every later call fails too.
-            return None;
-        }
+        // Map first, then take a number: a failed mapping costs no number,
+        // and the counter never moves past the limit (so it cannot wrap).
         let base = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
-        if base.is_null() || !os::is_user_address(base as usize + SEGMENT_SIZE) {
-            if !base.is_null() {
+        if base.is_null() {
+            return None;
+        }
+        let numbered = NEXT_SEGMENT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            ((n as usize) < MAX_SEGMENTS).then_some(n + 1)
+        });
+        let index = match numbered {
+            Ok(index) if os::is_user_address(base as usize + SEGMENT_SIZE - 1) => index,
+            _ => {
+                // Out of numbers, or an address the registry cannot cover. A
+                // number taken in the second case stays unused: its table
+                // entry stays 0, and only such a kernel ever gets here.
                 // SAFETY: we just mapped it and nobody else knows it.
                 unsafe { os::unmap(base, SEGMENT_SIZE, SEGMENT_SIZE) };
+                return None;
             }
-            // The number stays unused (it is not returned); the table entry
-            // stays 0. This only happens when the OS is out of memory.
-            return None;
-        }
+        };
         // SAFETY: freshly mapped, writable, aligned, and private to us.
         unsafe {
             base.cast::<SegmentHeader>().write(SegmentHeader {
@@ -177,8 +182,8 @@ impl Segments {
     }
 
     /// Gives back a segment from [`Segments::acquire`] whose blocks were
-    /// never handed out.
-    pub fn release(index: u32) {
+    /// never handed out (callers: the `Backing::release` contract).
+    pub(crate) fn release(index: u32) {
         // SAFETY: the caller owns the segment; offset-0 handles name headers.
         unsafe { SPARE.push(&Segments, u64::from(index) << OFFSET_BITS, 1) };
     }
@@ -210,12 +215,12 @@ unsafe impl crate::pool::Backing for Segments {
     }
 
     #[inline]
-    fn handle_of(&self, block: *mut crate::pool::FreeBlock) -> u64 {
+    unsafe fn handle_of(&self, block: *mut crate::pool::FreeBlock) -> u64 {
         Segments::handle_of(block.cast())
     }
 
     #[inline]
-    fn addr_of(&self, handle: u64) -> *mut crate::pool::FreeBlock {
+    unsafe fn addr_of(&self, handle: u64) -> *mut crate::pool::FreeBlock {
         Segments::addr_of(handle).cast()
     }
 
@@ -223,7 +228,7 @@ unsafe impl crate::pool::Backing for Segments {
         Segments::acquire(class)
     }
 
-    fn release(&self, index: u32) {
+    unsafe fn release(&self, index: u32) {
         Segments::release(index)
     }
 }

@@ -97,7 +97,14 @@ impl Shoal {
 
     /// Classifies `ptr` without trusting it: reads memory only where the
     /// registry says we own it, and checks that a small pointer sits on a
-    /// block boundary of its segment. Safe to call with any pointer.
+    /// block boundary of its segment. Safe to call with any pointer that no
+    /// other thread is freeing at the same moment.
+    ///
+    /// What it cannot tell: whether a block-boundary pointer into one of our
+    /// segments is currently allocated. A block that was never handed out, or
+    /// was already freed, classifies as `Small` — so a double free of a small
+    /// block is not detected (one of a large object is: its registry entry is
+    /// gone). Detecting it would need a per-block state bit.
     #[allow(clippy::not_unsafe_ptr_arg_deref)] // validated through the registry first
     pub fn owner(ptr: *const u8) -> Owner {
         let addr = ptr as usize;
@@ -106,14 +113,22 @@ impl Shoal {
         }
         match registry::lookup(addr - 1) {
             Granule::Small => {
-                // SAFETY: the registry says a live segment holds `ptr`.
-                let header = unsafe { header_of(ptr) };
+                // The header of the granule of `addr - 1`, the one the
+                // registry vouched for (for a pointer at a granule start,
+                // `ptr`'s own granule may be unmapped).
+                // SAFETY: the registry says a live segment starts there.
+                let header = unsafe { header_of((addr - 1) as *const u8) };
                 if !header.is_valid() {
                     return Owner::Foreign;
                 }
                 let class = header.class as usize;
-                let size = CLASS_SIZE[class] as usize;
-                let offset = addr & (SEGMENT_SIZE - 1);
+                let Some(&size) = CLASS_SIZE.get(class) else {
+                    return Owner::Foreign;
+                };
+                let size = size as usize;
+                // `addr - 1` keeps a pointer at the granule start in the
+                // vouched-for segment, where its offset is the segment size.
+                let offset = ((addr - 1) & (SEGMENT_SIZE - 1)) + 1;
                 let first = first_block_offset(class, HEADER_BYTES);
                 if offset < first
                     || !is_block_boundary(class, offset - first)
@@ -130,8 +145,8 @@ impl Shoal {
 
     /// Frees a pointer without knowing its layout (C `free`).
     ///
-    /// Returns `Err(ForeignPointer)` and touches nothing when `ptr` is not a
-    /// pointer this allocator handed out; the caller decides how to report it.
+    /// Returns `Err(ForeignPointer)` and touches nothing when [`Shoal::owner`]
+    /// recognises `ptr` as not ours; the caller decides how to report it.
     ///
     /// # Safety
     /// If `ptr` is ours, it must be live and not used afterwards.

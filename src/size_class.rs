@@ -271,8 +271,8 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "millions of cases: pure arithmetic, checked natively")]
     fn block_boundaries_match_the_remainder() {
-        for class in 0..NUM_CLASSES {
-            let size = CLASS_SIZE[class] as usize;
+        for (class, &size) in CLASS_SIZE.iter().enumerate() {
+            let size = size as usize;
             let step = if size < 4096 { 1 } else { 7 };
             for delta in (0..(1 << 22)).step_by(step) {
                 assert_eq!(

@@ -47,8 +47,12 @@ pub const TAG_BITS: u32 = 64 - HANDLE_BITS;
 /// for the lifetime of the stacks that use the space, even after the node was
 /// popped: a concurrent pop may still read a stale link.
 pub unsafe trait NodeSpace {
-    /// The link word of the node named `handle` (non-zero).
-    fn link(&self, handle: u64) -> &AtomicU64;
+    /// The link word of the node named `handle`.
+    ///
+    /// # Safety
+    /// `handle` must be non-zero and name a node of this space (one that was
+    /// or could be pushed); anything else may read arbitrary memory.
+    unsafe fn link(&self, handle: u64) -> &AtomicU64;
 }
 
 /// A Treiber stack of batches with a 31-bit ABA tag.
@@ -106,7 +110,8 @@ impl<const TAGGED: bool> TaggedStack<TAGGED> {
     pub unsafe fn push(&self, space: &impl NodeSpace, handle: u64, len: u32) {
         debug_assert!(handle != 0 && handle <= HANDLE_MASK);
         debug_assert!(u64::from(len) < (1 << TAG_BITS));
-        let link = space.link(handle);
+        // SAFETY: the caller promises `handle` is a valid node of `space`.
+        let link = unsafe { space.link(handle) };
         let mut backoff = Backoff::new();
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
@@ -140,7 +145,9 @@ impl<const TAGGED: bool> TaggedStack<TAGGED> {
             }
             // Possibly stale if another thread pops `handle` first; the tag
             // makes the CAS below fail in that case.
-            let link = space.link(handle).load(Ordering::Relaxed);
+            // SAFETY: a non-zero handle in the head was pushed, so it names a
+            // node of `space`, whose link word stays valid (NodeSpace contract).
+            let link = unsafe { space.link(handle) }.load(Ordering::Relaxed);
             let new =
                 (link & HANDLE_MASK) | ((head & !HANDLE_MASK).wrapping_add(tag_step::<TAGGED>()));
             match self
@@ -202,7 +209,7 @@ mod tests {
 
     // SAFETY: the vector outlives the stacks in each test and is never resized.
     unsafe impl NodeSpace for Nodes {
-        fn link(&self, handle: u64) -> &AtomicU64 {
+        unsafe fn link(&self, handle: u64) -> &AtomicU64 {
             &self.0[handle as usize]
         }
     }

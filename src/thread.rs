@@ -95,9 +95,7 @@ impl<P: SharedPool + Sync + 'static, K: SlotKey> ThreadCaches<P, K> {
         self.pool
     }
 
-    /// This thread's slot, armed if it was fresh; `None` while arming, after
-    /// the thread's exit hook ran, or when thread-locals are gone.
-    /// This thread's cache, or null while arming, after the thread's exit
+    /// This thread's cache (arming the exit hook if the slot is fresh), or null while arming, after the thread's exit
     /// hook ran, or when thread-locals are gone. A raw pointer, because the
     /// cache is thread-local state reached through a shared `&self`; callers
     /// dereference it for the duration of one operation only.
@@ -119,10 +117,13 @@ impl<P: SharedPool + Sync + 'static, K: SlotKey> ThreadCaches<P, K> {
         }
     }
 
+    /// Registers the exit hook for this thread, then hands out its cache.
+    /// Every access below goes through `slot`, this thread's own slot (see
+    /// `cache`), so re-entrant calls from `pthread_setspecific` are safe.
     #[cold]
     #[inline(never)]
     fn arm(&self, slot: *mut ThreadSlot) -> *mut ThreadCache {
-        // SAFETY (all accesses below): `slot` is this thread's slot, see `cache`.
+        // SAFETY: `slot` is this thread's slot, see `cache`.
         unsafe { (*slot).state = ARMING };
         let armed = match self.key() {
             // SAFETY: `key` is a live key; the value is only read back by our
@@ -172,7 +173,7 @@ impl<P: SharedPool + Sync + 'static, K: SlotKey> ThreadCaches<P, K> {
     pub fn alloc(&self, class: usize) -> *mut u8 {
         let cache = self.cache();
         if cache.is_null() {
-            return alloc_uncached(self.pool, class);
+            return self.alloc_slow(class);
         }
         // SAFETY: this thread's live cache, used by no one else meanwhile.
         unsafe { (*cache).alloc(self.pool, class) }
@@ -187,11 +188,30 @@ impl<P: SharedPool + Sync + 'static, K: SlotKey> ThreadCaches<P, K> {
         let cache = self.cache();
         if cache.is_null() {
             // SAFETY: forwarded contract.
-            return unsafe { free_uncached(self.pool, class, block) };
+            return unsafe { self.free_slow(class, block) };
         }
         // SAFETY: this thread's live cache, used by no one else meanwhile;
         // the block's contract is forwarded.
         unsafe { (*cache).free(self.pool, class, block) }
+    }
+
+    /// Allocation without a cache (while arming, after thread exit). Out of
+    /// line so the fast path does not carry the CAS loops' register spills.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, class: usize) -> *mut u8 {
+        alloc_uncached(self.pool, class)
+    }
+
+    /// Free without a cache; out of line like [`Self::alloc_slow`].
+    ///
+    /// # Safety
+    /// As [`ThreadCaches::free`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_slow(&self, class: usize, block: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { free_uncached(self.pool, class, block) }
     }
 
     /// The key destructor's body: flush the dying thread's cache.

@@ -8,10 +8,9 @@
 //! the second copy of the fault test's double-handed-out block, so statistics
 //! are compared with a snapshot taken at the start of the test.
 
-use shoalloc::gil::{stats, GIL_FAULT_DOUBLE_HANDOUT, MAX_ARENAS};
+use shoalloc::gil::{fault_double_handout_armed, set_fault_double_handout, stats, MAX_ARENAS};
 use shoalloc::GilAlloc;
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -333,12 +332,10 @@ fn handles_are_interchangeable() {
 fn fault_switch_hands_one_block_out_twice() {
     let _s = serial();
     let l = layout(40, 8);
-    GIL_FAULT_DOUBLE_HANDOUT.store(true, Ordering::Relaxed);
+    // SAFETY: this test frees only one of the two copies (see below).
+    unsafe { set_fault_double_handout(true) };
     let a = alloc(l);
-    assert!(
-        !GIL_FAULT_DOUBLE_HANDOUT.load(Ordering::Relaxed),
-        "the switch is one-shot"
-    );
+    assert!(!fault_double_handout_armed(), "the switch is one-shot");
     fill(a, 40, 0);
     let b = alloc(l);
     assert_eq!(a, b, "the faulted block comes back");

@@ -153,7 +153,8 @@ fn run() -> Result<(), String> {
 
 fn main() {
     if std::env::var_os("MIXED_WORKLOAD_STRAND").is_some() {
-        shoalloc::fault::set_strand_on_exit(true);
+        // SAFETY: the child run exists to show the leak is caught.
+        unsafe { shoalloc::fault::set_strand_on_exit(true) };
         if let Err(e) = run() {
             eprintln!("{e}");
             std::process::exit(1);

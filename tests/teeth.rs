@@ -45,13 +45,16 @@ fn oracle_catches_a_double_handout() {
     run_oracle(&SHOAL, &small_allocs(200)).expect("healthy shoal passes the oracle");
     run_oracle(&GIL, &small_allocs(200)).expect("healthy gil passes the oracle");
 
-    shoalloc::fault::set_double_handout(true);
+    // SAFETY: this process's heap is only used by the teeth tests.
+    unsafe { shoalloc::fault::set_double_handout(true) };
     let err = run_oracle(&SHOAL, &small_allocs(200))
         .expect_err("oracle must catch shoal's double hand-out");
-    shoalloc::fault::set_double_handout(false);
+    // SAFETY: disarming.
+    unsafe { shoalloc::fault::set_double_handout(false) };
     assert!(err.contains("overlaps"), "{err}");
 
-    shoalloc::gil::GIL_FAULT_DOUBLE_HANDOUT.store(true, Ordering::Relaxed);
+    // SAFETY: as above.
+    unsafe { shoalloc::gil::set_fault_double_handout(true) };
     let err =
         run_oracle(&GIL, &small_allocs(200)).expect_err("oracle must catch gil's double hand-out");
     assert!(err.contains("overlaps"), "{err}");
@@ -104,7 +107,8 @@ fn stress_child() {
     };
     let result = match which.as_str() {
         "shoal" => {
-            shoalloc::fault::set_double_handout(true);
+            // SAFETY: a child process whose heap is discarded.
+            unsafe { shoalloc::fault::set_double_handout(true) };
             run_stress(&SHOAL, stress_config())
         }
         _ => {
@@ -114,7 +118,8 @@ fn stress_child() {
                 let stop = stop.clone();
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        shoalloc::gil::GIL_FAULT_DOUBLE_HANDOUT.store(true, Ordering::Relaxed);
+                        // SAFETY: a child process whose heap is discarded.
+                        unsafe { shoalloc::gil::set_fault_double_handout(true) };
                         std::thread::sleep(Duration::from_millis(2));
                     }
                 })

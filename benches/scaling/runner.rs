@@ -69,7 +69,9 @@ pub fn child_main(cell: &Cell) -> ! {
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) };
     }
     match cell.fault {
-        Some(Fault::DoubleHandout) => shoalloc::fault::set_double_handout(true),
+        // SAFETY: `--fault` runs each cell in a throwaway child process to
+        // check that the workloads' verification catches the fault.
+        Some(Fault::DoubleHandout) => unsafe { shoalloc::fault::set_double_handout(true) },
         None => {}
     }
     let spec = Spec {

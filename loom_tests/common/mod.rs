@@ -120,7 +120,8 @@ impl ModelBacking {
     pub fn all_blocks(&self) -> Vec<usize> {
         (1..=self.segments)
             .flat_map(|s| (1..=self.blocks as u64).map(move |o| (u64::from(s) << OFFSET_BITS) | o))
-            .map(|h| self.addr_of(h) as usize)
+            // SAFETY: the model's `addr_of` only computes an address.
+            .map(|h| unsafe { self.addr_of(h) } as usize)
             .collect()
     }
 
@@ -154,7 +155,7 @@ impl Drop for ModelBacking {
 // SAFETY: `links` is never resized and lives as long as the backing, so every
 // handle's link word stays valid while any stack over this space exists.
 unsafe impl NodeSpace for ModelBacking {
-    fn link(&self, handle: u64) -> &AtomicU64 {
+    unsafe fn link(&self, handle: u64) -> &AtomicU64 {
         let (index, slot) = self.split(handle);
         &self.links[(index as usize - 1) * (self.blocks as usize + 1) + slot as usize]
     }
@@ -179,7 +180,7 @@ unsafe impl Backing for ModelBacking {
             .wrapping_add((index as usize - 1) * self.segment_bytes())
     }
 
-    fn handle_of(&self, block: *mut FreeBlock) -> u64 {
+    unsafe fn handle_of(&self, block: *mut FreeBlock) -> u64 {
         let off = (block as usize)
             .checked_sub(self.mem as usize)
             .expect("block below the model backing");
@@ -192,7 +193,7 @@ unsafe impl Backing for ModelBacking {
         ((index as u64) << OFFSET_BITS) | (inner / 16) as u64
     }
 
-    fn addr_of(&self, handle: u64) -> *mut FreeBlock {
+    unsafe fn addr_of(&self, handle: u64) -> *mut FreeBlock {
         let (index, slot) = self.split(handle);
         self.segment_addr(index)
             .wrapping_add(slot as usize * 16)
@@ -215,7 +216,7 @@ unsafe impl Backing for ModelBacking {
         (n <= self.segments).then_some(n)
     }
 
-    fn release(&self, index: u32) {
+    unsafe fn release(&self, index: u32) {
         self.released.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the pool gives back a segment it owns and never installed;
         // its offset-0 handle is non-zero and in no stack.
@@ -317,7 +318,8 @@ pub fn assert_conserved(pools: &ModelPools, held: &[usize]) {
     let mut seen: BTreeMap<usize, u32> = BTreeMap::new();
     let note = |b: usize, seen: &mut BTreeMap<usize, u32>| {
         // Panics on anything that is not a block of the backing.
-        backing.handle_of(b as *mut FreeBlock);
+        // SAFETY: the model's `handle_of` checks its argument and reads nothing.
+        unsafe { backing.handle_of(b as *mut FreeBlock) };
         *seen.entry(b).or_default() += 1;
     };
     for &b in held {
@@ -363,7 +365,7 @@ impl Nodes {
 
 // SAFETY: the table is never resized and outlives the stacks of each model.
 unsafe impl NodeSpace for Nodes {
-    fn link(&self, handle: u64) -> &AtomicU64 {
+    unsafe fn link(&self, handle: u64) -> &AtomicU64 {
         &self.0[handle as usize]
     }
 }
@@ -410,6 +412,11 @@ pub struct Report {
 }
 
 fn builder() -> (loom::model::Builder, usize) {
+    // The default panic hook captures a backtrace when RUST_BACKTRACE is set,
+    // which overflows the small stacks of loom's threads (and then hangs the
+    // teeth models, whose whole point is to panic). Print the message only.
+    static QUIET_PANICS: std::sync::Once = std::sync::Once::new();
+    QUIET_PANICS.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("{info}"))));
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(DEFAULT_PREEMPTIONS);

@@ -59,7 +59,7 @@
 //!   (CPython re-creates its GIL after fork; nothing here does).
 //!
 //! # Fault injection
-//! [`GIL_FAULT_DOUBLE_HANDOUT`] makes the next small allocation hand out a
+//! [`set_fault_double_handout`] makes the next small allocation hand out a
 //! block without removing it from its pool's free list, so the allocation
 //! after it (same class) returns the same block again. It exists so that the
 //! oracle tests can show they catch a double handout.
@@ -97,15 +97,31 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 /// once, i.e. 16 GiB of small objects.
 pub const MAX_ARENAS: usize = 16384;
 
-/// Test-only fault switch. When set, the next small allocation hands out a
+/// Test-only fault switch (see [`set_fault_double_handout`]). When set, the next small allocation hands out a
 /// block without taking it off its pool's free list, so the next allocation of
 /// the same class returns it a second time. One-shot: the allocation that
 /// fires it clears it. Costs one relaxed load per small allocation when off.
 ///
 /// After it fires, free at most one of the two copies (the heap stays
 /// consistent then; freeing both would put the block on the free list twice).
+static GIL_FAULT_DOUBLE_HANDOUT: AtomicBool = AtomicBool::new(false);
+
+/// Arms (or disarms) the fault described on [`GIL_FAULT_DOUBLE_HANDOUT`]'s
+/// doc: the next small allocation's block is handed out twice.
+///
+/// # Safety
+/// Breaks `GlobalAlloc`'s contract on purpose: only tests that prove their
+/// checkers catch it may call it, in a process whose heap they then discard.
 #[doc(hidden)]
-pub static GIL_FAULT_DOUBLE_HANDOUT: AtomicBool = AtomicBool::new(false);
+pub unsafe fn set_fault_double_handout(on: bool) {
+    GIL_FAULT_DOUBLE_HANDOUT.store(on, Ordering::Relaxed);
+}
+
+/// Whether the double hand-out fault is still armed (it disarms when it fires).
+#[doc(hidden)]
+pub fn fault_double_handout_armed() -> bool {
+    GIL_FAULT_DOUBLE_HANDOUT.load(Ordering::Relaxed)
+}
 
 /// The baseline allocator: a zero-sized handle to one process-wide pymalloc
 /// heap behind one lock. See the [module docs](self).

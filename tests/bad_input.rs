@@ -1,0 +1,111 @@
+//! Bad input gets a clear answer: impossible sizes give null, foreign or
+//! misplaced pointers are recognised as not ours, without touching memory
+//! that may not be mapped.
+
+use shoalloc::{GilAlloc, Owner, Shoal};
+use std::alloc::{GlobalAlloc, Layout};
+
+const SEGMENT: usize = 4 << 20;
+
+#[test]
+fn impossible_sizes_return_null() {
+    let allocs: [&dyn GlobalAlloc; 2] = [&Shoal::new(), &GilAlloc::new()];
+    for a in allocs {
+        for (size, align) in [
+            (isize::MAX as usize - 4096, 8),
+            (isize::MAX as usize / 2, 1 << 20),
+        ] {
+            let l = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: a valid layout; the result is only compared with null.
+            assert!(unsafe { a.alloc(l) }.is_null(), "{size} bytes");
+            // SAFETY: as above.
+            assert!(
+                unsafe { a.alloc_zeroed(l) }.is_null(),
+                "{size} bytes zeroed"
+            );
+        }
+    }
+}
+
+#[test]
+fn absurd_but_representable_sizes_return_null_under_default_overcommit() {
+    // 64 TiB: refused by the kernel's heuristic overcommit (mode 0) and by
+    // mode 2; mode 1 ("always") would grant it, so only check modes 0 and 2.
+    let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+    if mode.trim() == "1" {
+        println!("vm.overcommit_memory=1: the kernel grants any mapping; nothing to check");
+        return;
+    }
+    let l = Layout::from_size_align(64 << 40, 16).unwrap();
+    // SAFETY: a valid layout; the result is only compared with null.
+    let p = unsafe { Shoal::new().alloc(l) };
+    assert!(p.is_null(), "a 64 TiB allocation must fail, not overcommit");
+}
+
+#[test]
+fn realloc_failure_leaves_the_block_intact() {
+    let a = Shoal::new();
+    let l = Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: valid layout; block used within bounds and freed once.
+    unsafe {
+        let p = a.alloc(l);
+        p.write_bytes(0x5a, 100);
+        let q = a.realloc(p, l, isize::MAX as usize - 4096);
+        assert!(q.is_null());
+        assert!((0..100).all(|i| *p.add(i) == 0x5a), "old block intact");
+        a.dealloc(p, l);
+    }
+}
+
+#[test]
+fn foreign_and_misplaced_pointers_are_recognised() {
+    let local = 7u64;
+    static STATIC: u64 = 9;
+    assert_eq!(Shoal::owner(std::ptr::null()), Owner::Foreign);
+    assert_eq!(
+        Shoal::owner(&local as *const u64 as *const u8),
+        Owner::Foreign
+    );
+    assert_eq!(
+        Shoal::owner(&STATIC as *const u64 as *const u8),
+        Owner::Foreign
+    );
+    assert_eq!(Shoal::owner(usize::MAX as *const u8), Owner::Foreign);
+
+    let l = Layout::from_size_align(48, 16).unwrap();
+    // SAFETY: valid layout.
+    let p = unsafe { Shoal::new().alloc(l) };
+    assert!(matches!(Shoal::owner(p), Owner::Small(_)));
+    assert_eq!(
+        Shoal::owner(p.wrapping_add(8)),
+        Owner::Foreign,
+        "interior pointer"
+    );
+    // The first byte past the segment: the granule after it may be unmapped,
+    // and must not be read.
+    let end = ((p as usize & !(SEGMENT - 1)) + SEGMENT) as *const u8;
+    assert_eq!(
+        Shoal::owner(end),
+        Owner::Foreign,
+        "pointer at the next granule"
+    );
+    // SAFETY: allocated above, freed once.
+    unsafe { Shoal::new().dealloc(p, l) };
+
+    let big = Layout::from_size_align(1 << 20, 64).unwrap();
+    // SAFETY: valid layout.
+    let q = unsafe { Shoal::new().alloc(big) };
+    assert_eq!(Shoal::owner(q), Owner::Large);
+    assert_eq!(
+        Shoal::owner(q.wrapping_add(64)),
+        Owner::Foreign,
+        "interior of a large object"
+    );
+    // SAFETY: allocated above, freed once.
+    unsafe { Shoal::new().dealloc(q, big) };
+    assert_eq!(
+        Shoal::owner(q),
+        Owner::Foreign,
+        "a freed large object is no longer ours"
+    );
+}
