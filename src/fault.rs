@@ -1,63 +1,77 @@
-//! Deliberate faults, switched on only by tests that prove the checkers have teeth.
+//! Deliberate faults, for the tests that prove the checkers have teeth.
 //!
-//! Each switch is read with one relaxed load on a slow path (cache refill),
-//! never on the per-allocation fast path, so leaving them compiled in costs
-//! nothing measurable. They are hidden from the documentation: no program
-//! should ever set them.
+//! This module exists only in builds with `cfg(shoalloc_fault)`, which the
+//! test-only cargo feature `fault-injection` turns on (see `build.rs`); the
+//! `teeth/` workspace member enables it for its tests. A normal build —
+//! `cargo build`, the benchmarks, `libshoalloc.so` — contains no switch and
+//! no check of one (`.ci/no_fault_hooks.sh` verifies that on the release
+//! library's symbols).
+//!
+//! One switch per [`Fault`], set with [`set`] and read with [`is_armed`], for
+//! both allocators. Each switch is read on a slow path only (a thread-cache
+//! refill, an uncached allocation, a thread's exit hook) or, in `GilAlloc`,
+//! under its lock.
 
-use crate::size_class::NUM_CLASSES;
+use crate::shoal::size_class::NUM_CLASSES;
+use crate::sync::statics::{AtomicBool, AtomicPtr, Ordering};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-static DOUBLE_HANDOUT: AtomicBool = AtomicBool::new(false);
-
-static STRAND_ON_EXIT: AtomicBool = AtomicBool::new(false);
-
-/// While on, a dying thread's exit hook marks the thread dead but does not
-/// return its cached blocks: they are stranded, as in an allocator that
-/// forgets abandoned caches. Shows that the thread-churn RSS check can fail.
-///
-/// # Safety
-/// Leaks on purpose; only the test that shows the RSS check fails may call it.
-#[doc(hidden)]
-pub unsafe fn set_strand_on_exit(on: bool) {
-    STRAND_ON_EXIT.store(on, Ordering::Relaxed);
+/// The faults a test can arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A block that is already live is handed out a second time.
+    ///
+    /// In `Shoal` and its ablations every other refill of a thread cache (and
+    /// every other uncached allocation) of a class hands out the block that
+    /// the previous one of that class handed out. In `GilAlloc` a small
+    /// allocation leaves its block on the pymalloc pool's free list, so the
+    /// next allocation of the class returns it again (one such block at a
+    /// time). The free lists stay intact in both, so the corruption is only
+    /// what the two owners do to each other — exactly what the checkers must
+    /// see.
+    DoubleHandout,
+    /// A dying thread's exit hook marks the thread dead but does not return
+    /// its cached blocks: they are stranded, as in an allocator that forgets
+    /// abandoned caches.
+    StrandOnExit,
 }
 
-#[inline]
-pub(crate) fn strand_on_exit() -> bool {
-    STRAND_ON_EXIT.load(Ordering::Relaxed)
-}
+const FAULTS: usize = 2;
 
-/// Per class, a block that a refill handed out and that the next refill of
-/// the class hands out again.
+static ARMED: [AtomicBool; FAULTS] = [const { AtomicBool::new(false) }; FAULTS];
+
+/// Per class, the block that the last double-hand-out site handed out and
+/// that the next one hands out again.
 static STASH: [AtomicPtr<u8>; NUM_CLASSES] = [const { AtomicPtr::new(null_mut()) }; NUM_CLASSES];
 
-/// While on, every other refill of a thread cache hands out a block that is
-/// already live (handed out by the previous refill of that class), so one
-/// block has two owners. The free lists themselves stay intact, so the
-/// corruption is only what the two owners do to each other — exactly what the
-/// checkers must see.
+/// Arms or disarms `fault`, process-wide. Disarming [`Fault::DoubleHandout`]
+/// forgets the stashed blocks.
 ///
 /// # Safety
-/// Breaks `GlobalAlloc`'s contract on purpose (a block gets two owners): only
-/// tests that prove their checkers catch it may call it, in a process whose
-/// heap they then discard.
-#[doc(hidden)]
-pub unsafe fn set_double_handout(on: bool) {
-    DOUBLE_HANDOUT.store(on, Ordering::Relaxed);
-    if !on {
+/// An armed fault breaks the allocator's contract on purpose (a block gets two
+/// owners, or memory leaks): only a test that proves its checker catches it
+/// may arm one, in a process whose heap it then discards.
+pub unsafe fn set(fault: Fault, on: bool) {
+    ARMED[fault as usize].store(on, Ordering::Relaxed);
+    if fault == Fault::DoubleHandout && !on {
         for s in &STASH {
             s.store(null_mut(), Ordering::Relaxed);
         }
     }
 }
 
-/// Called by a refill that just took `fresh` from a new batch: `Some(block)`
-/// means "hand out this already-live block instead and keep `fresh` cached".
+/// Whether `fault` is armed.
+#[inline]
+pub fn is_armed(fault: Fault) -> bool {
+    ARMED[fault as usize].load(Ordering::Relaxed)
+}
+
+/// Called by `Shoal`'s refill and uncached paths with `fresh`, a block they
+/// are about to hand out: `Some(block)` means "hand out this already-live
+/// block instead, and keep `fresh`".
 #[inline]
 pub(crate) fn double_handout(class: usize, fresh: *mut u8) -> Option<*mut u8> {
-    if !DOUBLE_HANDOUT.load(Ordering::Relaxed) {
+    if !is_armed(Fault::DoubleHandout) {
         return None;
     }
     let stashed = STASH[class].swap(null_mut(), Ordering::Relaxed);

@@ -10,51 +10,79 @@
 //! # fn main() {}
 //! ```
 //!
-//! ## Layers (each depends only on those above it)
-//! | module | job |
+//! Both are zero-sized handles to process-wide heaps: use them as the
+//! `#[global_allocator]`, or call them through [`GlobalAlloc`] in a program
+//! whose global allocator is something else. A C program runs on `Shoal`
+//! through `libshoalloc.so` (the `capi/` workspace member).
+//!
+//! ## Layers
+//! Each module depends only on those below it in this list (the design note,
+//! `DESIGN.md`, explains every layer):
+//!
+//! | layer | job |
 //! |---|---|
-//! | [`sync`] | std / loom switch for every atomic |
-//! | [`os`] | pages from the OS (`mmap`, `munmap`, `madvise`) |
-//! | [`size_class`] | the compile-time size-class table |
-//! | [`stack`] | the ABA-tagged Treiber stack of batches |
-//! | [`pool`] | shared per-class pools: batches + carving fresh blocks |
-//! | [`cache`] | per-thread free lists, the fast path |
-//! | `registry`, `segment`, `large` | address → owner map, 4 MiB segments, large objects |
-//! | `thread` | binding caches to threads, flushing them at thread exit |
-//! | `shoal` | the `GlobalAlloc` front |
-//! | `gil` | the pymalloc-style baseline |
+//! | `shoal` (the [`Shoal`] front) | `GlobalAlloc` and the unsized operations C needs, over a small path and large objects |
+//! | `shoal::{small_path, locked}` | the small paths: thread-cached (`Shoal`), uncached and locked (ablations) |
+//! | `shoal::{thread, cache}` | binding a cache to each thread; the per-thread free lists (the fast path) |
+//! | `shoal::{large, mapping_park}` | large objects, one mapping each, and freed mappings kept for reuse |
+//! | `shoal::{segment, address_map}` | 4 MiB segments of blocks; which address ranges are ours |
+//! | `shoal::{pool, stack, size_class}` | shared per-class pools of batches over the tagged Treiber stack; the class table |
+//! | `gil` | the pymalloc-style baseline (its own arenas, pools and lock) |
+//! | `os`, `sync` | pages from the OS; the std / loom switch for every atomic |
 //!
 //! Under `cfg(loom)` only the lock-free building blocks are compiled, so the
 //! model checker drives exactly the types the allocator uses.
+//!
+//! [`GlobalAlloc`]: core::alloc::GlobalAlloc
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-pub mod cache;
-pub mod mapping_cache;
-pub mod os;
-pub mod pool;
-pub mod size_class;
-pub mod stack;
-pub mod sync;
+mod os;
+mod shoal;
+mod sync;
+
+#[cfg(all(shoalloc_fault, not(loom)))]
+mod fault;
+#[cfg(not(loom))]
+mod gil;
 
 #[cfg(not(loom))]
-pub mod ablation;
-#[cfg(not(loom))]
-pub mod fault;
-#[cfg(not(loom))]
-pub mod gil;
-#[cfg(not(loom))]
-pub mod large;
-#[cfg(not(loom))]
-pub mod registry;
-#[cfg(not(loom))]
-pub mod segment;
-#[cfg(not(loom))]
-pub mod shoal;
-#[cfg(not(loom))]
-pub mod thread;
-
-#[cfg(not(loom))]
-pub use gil::GilAlloc;
+pub use gil::{GilAlloc, GilStats};
 #[cfg(not(loom))]
 pub use shoal::{ForeignPointer, Owner, Shoal};
+
+/// The building blocks, for the loom models, the benchmarks, the tests and
+/// the C library — not for programs that allocate.
+///
+/// Nothing here is needed to use shoalloc, and nothing here is stable. Every
+/// item that can break an allocator invariant when misused is an `unsafe fn`
+/// (or an `unsafe trait` to implement) whose `# Safety` section says what the
+/// caller must uphold; the safe ones cannot corrupt memory whatever their
+/// arguments.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::os::PAGE;
+    pub use crate::shoal::{cache, mapping_park, pool, size_class, stack};
+
+    #[cfg(not(loom))]
+    pub use crate::shoal::{
+        locked::{LockedCached, LockedPools},
+        small_path::{SmallPath, ThreadCached, Uncached},
+    };
+
+    /// Ablation: [`Shoal`](crate::Shoal) without thread caches — every small
+    /// allocation and free is an atomic operation on the class's shared pool.
+    #[cfg(not(loom))]
+    pub type ShoalNoCache = crate::Shoal<Uncached>;
+
+    /// Ablation: [`Shoal`](crate::Shoal)'s thread caches over shared pools
+    /// behind one mutex instead of lock-free stacks.
+    #[cfg(not(loom))]
+    pub type ShoalLocked = crate::Shoal<LockedCached>;
+
+    /// The fault switches (fault-injection builds only).
+    #[cfg(all(shoalloc_fault, not(loom)))]
+    pub mod fault {
+        pub use crate::fault::{is_armed, set, Fault};
+    }
+}

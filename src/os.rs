@@ -10,8 +10,9 @@
 //! the layers above run unchanged inside the interpreters.
 
 /// The page size every layer assumes. Linux on x86-64 and the common aarch64
-/// configurations use 4 KiB pages; [`init_check`] verifies it at start-up
-/// outside the interpreters.
+/// configurations use 4 KiB pages; [`page_size_ok`] checks it (once, on the
+/// first mapping) outside the interpreters, and the allocators refuse memory
+/// on a kernel with another page size.
 pub const PAGE: usize = 4096;
 
 /// Maps `size` bytes (a multiple of [`PAGE`]) of zeroed read-write memory
@@ -53,13 +54,13 @@ pub fn page_size_ok() -> bool {
 }
 
 /// `true` for addresses a user-space mapping can have on the supported
-/// targets (47-bit virtual addresses). The segment registry only covers these.
+/// targets (below 2^[`ADDRESS_BITS`]). The address map only covers these.
 #[inline]
 pub fn is_user_address(addr: usize) -> bool {
     addr < (1usize << ADDRESS_BITS)
 }
 
-/// Width of the user address space the registry covers: 48 bits. x86-64
+/// Width of the user address space the address map covers: 48 bits. x86-64
 /// kernels (even with 5-level page tables) never return addresses above 2^47
 /// from `mmap` without a hint; arm64 kernels built for 48-bit virtual
 /// addresses place mappings just below 2^48. A mapping above this limit is
@@ -71,7 +72,7 @@ mod imp {
     use super::PAGE;
 
     pub fn page_size_ok() -> bool {
-        use core::sync::atomic::{AtomicU8, Ordering};
+        use crate::sync::statics::{AtomicU8, Ordering};
         // 0 = not asked yet, 1 = ok, 2 = wrong page size; asked once.
         static ANSWER: AtomicU8 = AtomicU8::new(0);
         match ANSWER.load(Ordering::Relaxed) {

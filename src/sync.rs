@@ -1,21 +1,34 @@
-//! The one switch between `std` and `loom` primitives.
+//! The one place the crate gets its atomics from.
 //!
-//! Every lock-free protocol in the crate imports its atomics from here, so the
-//! same code that runs in production is what `loom` model-checks under
-//! `--cfg loom`. Statics cannot hold loom atomics, which is why the process-wide
-//! globals in [`crate::shoal`] are built only outside loom.
+//! Every lock-free protocol imports its atomics from the crate root of this
+//! module, so the code that runs in production is what `loom` model-checks
+//! under `--cfg loom`.
+//!
+//! Process-wide `static`s cannot hold loom atomics (they have no `const fn
+//! new`), so the state that only exists as statics — the address map, the
+//! segment table, the pthread key of the thread caches, the page-size answer —
+//! takes its atomics from [`statics`] instead, which are always `core`'s.
+//! Those modules are compiled out under loom; what that leaves unmodelled is
+//! listed in `loom_tests/README.md` and DESIGN.md.
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(not(loom))]
-pub use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Tells the scheduler (or loom) that this thread is spinning on a CAS retry.
+/// Atomics for process-wide statics: always `core`'s, never loom's.
+#[cfg(not(loom))]
+pub mod statics {
+    #[cfg(shoalloc_fault)]
+    pub use core::sync::atomic::{AtomicBool, AtomicPtr};
+    pub use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+}
+
+/// Lets loom schedule the other threads while this one spins on a CAS retry
+/// (outside loom, the stack's backoff spins with `core::hint::spin_loop`).
+#[cfg(loom)]
 #[inline]
 pub fn spin_hint() {
-    #[cfg(loom)]
     loom::thread::yield_now();
-    #[cfg(not(loom))]
-    core::hint::spin_loop();
 }

@@ -64,7 +64,7 @@
 //!   destructors, glibc freeing the thread's DTV) go to the pools directly.
 //! * **fork.** Shoal takes no lock anywhere: its shared state is atomic
 //!   words changed by single CASes (Treiber stacks of batches, the carve
-//!   word, the registry bitmap, the segment table). `fork` copies each word
+//!   word, the address map, the segment table). `fork` copies each word
 //!   either before or after any CAS, so the child sees every structure in a
 //!   consistent state; the child's only thread is the forking thread, whose
 //!   cache and pthread-key value are intact. What the child loses is memory,

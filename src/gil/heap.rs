@@ -21,19 +21,22 @@ use core::ptr;
 ///   list (see [`Arenas`]);
 /// - `small_blocks` is the number of blocks handed out and not yet freed
 ///   (a block handed out twice by the fault hook counts twice);
-/// - `dup` is either clear or names a block that is at once handed out and
-///   the head-or-later entry of its pool's free list, with its real link
-///   saved in `dup.next` (see [`Heap::malloc_double`]).
+/// - in fault-injection builds, `dup` is either clear or names a block that
+///   is at once handed out and the head-or-later entry of its pool's free
+///   list, with its real link saved in `dup.next` (see
+///   [`Heap::malloc_double`]).
 pub struct Heap<const N: usize> {
     usedpools: [*mut PoolHeader; NB_CLASSES],
     arenas: Arenas<N>,
     small_blocks: usize,
+    #[cfg(shoalloc_fault)]
     dup: DoubleHandout,
 }
 
 /// State of the test-only double-handout fault: the block handed out while
 /// left on its free list, and the link that block's first word held before
 /// the user was free to overwrite it.
+#[cfg(shoalloc_fault)]
 struct DoubleHandout {
     block: *mut u8,
     next: *mut u8,
@@ -50,6 +53,7 @@ impl<const N: usize> Heap<N> {
             usedpools: [ptr::null_mut(); NB_CLASSES],
             arenas: Arenas::new(),
             small_blocks: 0,
+            #[cfg(shoalloc_fault)]
             dup: DoubleHandout {
                 block: ptr::null_mut(),
                 next: ptr::null_mut(),
@@ -116,14 +120,22 @@ impl<const N: usize> Heap<N> {
         // SAFETY: the block is live, so its pool header is live and ours.
         unsafe {
             let class = (*pool).szidx as usize;
+            #[cfg(shoalloc_fault)]
             if block == self.dup.block {
                 // First free of a double-handed-out block that still sits on
                 // the free list: restore its real link instead of pushing it
-                // twice, which undoes the fault.
+                // twice, which undoes the fault. The pool cannot have been
+                // full (the block is on its free list).
                 block.cast::<*mut u8>().write(self.dup.next);
                 self.dup.block = ptr::null_mut();
                 (*pool).ref_count -= 1;
             } else if pool::push(pool, block) {
+                // It was full, so it was in no list.
+                self.link_back(class, pool);
+                return;
+            }
+            #[cfg(not(shoalloc_fault))]
+            if pool::push(pool, block) {
                 // It was full, so it was in no list.
                 self.link_back(class, pool);
                 return;
@@ -140,6 +152,7 @@ impl<const N: usize> Heap<N> {
     /// returns it again. The free list itself stays intact (the block's link
     /// is kept aside, since its owner may overwrite it), so the heap remains
     /// usable as long as at most one of the two copies is freed.
+    #[cfg(shoalloc_fault)]
     pub fn malloc_double(&mut self, class: usize) -> *mut u8 {
         if !self.dup.block.is_null() {
             // One fault at a time: a second would lose the first saved link.
@@ -178,6 +191,7 @@ impl<const N: usize> Heap<N> {
     unsafe fn head_link(&mut self, pool: *mut PoolHeader) -> *mut u8 {
         // SAFETY: the caller guarantees a live header with a carved head.
         let head = unsafe { (*pool).freeblock };
+        #[cfg(shoalloc_fault)]
         if head == self.dup.block {
             self.dup.block = ptr::null_mut();
             return self.dup.next;
@@ -450,6 +464,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(shoalloc_fault)]
     fn double_handout_returns_a_block_twice_and_keeps_the_list() {
         let mut heap = Heap::<4>::new();
         let before = alloc_n(&mut heap, 3, 2);
@@ -469,6 +484,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(shoalloc_fault)]
     fn double_handout_undone_by_an_early_free() {
         let mut heap = Heap::<4>::new();
         // The fault on the block that fills a pool relinks the pool.

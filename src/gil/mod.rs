@@ -59,24 +59,11 @@
 //!   (CPython re-creates its GIL after fork; nothing here does).
 //!
 //! # Fault injection
-//! [`set_fault_double_handout`] makes the next small allocation hand out a
-//! block without removing it from its pool's free list, so the allocation
-//! after it (same class) returns the same block again. It exists so that the
-//! oracle tests can show they catch a double handout.
-//!
-//! # Example
-//! ```
-//! use shoalloc::GilAlloc;
-//!
-//! #[global_allocator]
-//! static GLOBAL: GilAlloc = GilAlloc::new();
-//!
-//! let v: Vec<u64> = (0..10_000).collect();
-//! let s: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
-//! assert_eq!(v.iter().sum::<u64>(), 49_995_000);
-//! assert_eq!(s[999], "999");
-//! assert!(shoalloc::gil::stats().small_blocks > 0);
-//! ```
+//! In builds with `cfg(shoalloc_fault)` only, arming
+//! `Fault::DoubleHandout` (see `crate::fault`) makes small allocations leave
+//! their block on the pymalloc pool's free list, so the next allocation of the
+//! class returns it again ([`heap::Heap::malloc_double`]). Other builds
+//! contain no trace of it.
 
 mod arena;
 mod class;
@@ -88,7 +75,6 @@ pub use stats::GilStats;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
 use heap::Heap;
 use std::alloc::System;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -97,38 +83,32 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 /// once, i.e. 16 GiB of small objects.
 pub const MAX_ARENAS: usize = 16384;
 
-/// Test-only fault switch (see [`set_fault_double_handout`]). When set, the next small allocation hands out a
-/// block without taking it off its pool's free list, so the next allocation of
-/// the same class returns it a second time. One-shot: the allocation that
-/// fires it clears it. Costs one relaxed load per small allocation when off.
+/// The baseline allocator: a zero-sized handle to one process-wide,
+/// pymalloc-style heap behind one lock.
 ///
-/// After it fires, free at most one of the two copies (the heap stays
-/// consistent then; freeing both would put the block on the free list twice).
-static GIL_FAULT_DOUBLE_HANDOUT: AtomicBool = AtomicBool::new(false);
-
-/// Arms (or disarms) the fault described on [`GIL_FAULT_DOUBLE_HANDOUT`]'s
-/// doc: the next small allocation's block is handed out twice.
-///
-/// # Safety
-/// Breaks `GlobalAlloc`'s contract on purpose: only tests that prove their
-/// checkers catch it may call it, in a process whose heap they then discard.
-#[doc(hidden)]
-pub unsafe fn set_fault_double_handout(on: bool) {
-    GIL_FAULT_DOUBLE_HANDOUT.store(on, Ordering::Relaxed);
-}
-
-/// Whether the double hand-out fault is still armed (it disarms when it fires).
-#[doc(hidden)]
-pub fn fault_double_handout_armed() -> bool {
-    GIL_FAULT_DOUBLE_HANDOUT.load(Ordering::Relaxed)
-}
-
-/// The baseline allocator: a zero-sized handle to one process-wide pymalloc
-/// heap behind one lock. See the [module docs](self).
+/// As in CPython's `obmalloc.c`: requests up to 512 bytes (and alignments up
+/// to 16) are served from 32 size classes of blocks in 16 KiB pymalloc pools
+/// carved from 1 MiB arenas; emptied pools serve any class and emptied arenas
+/// go back to the OS; larger requests go to the system allocator. Every
+/// operation runs under one process-wide lock (a futex-based `Mutex`), the
+/// "GIL" whose price `Shoal` is measured against. At most
+/// [`GilAlloc::MAX_ARENAS`] arenas (16 GiB of small blocks) are mapped at
+/// once; beyond that, and for impossible layouts, allocations return null.
 ///
 /// Every handle shares the same heap, so memory allocated through one may be
 /// freed through another; it works as the `#[global_allocator]` and equally
 /// when called directly in a process with another global allocator.
+///
+/// ```
+/// use shoalloc::GilAlloc;
+///
+/// #[global_allocator]
+/// static GLOBAL: GilAlloc = GilAlloc::new();
+///
+/// let v: Vec<u64> = (0..10_000).collect();
+/// assert_eq!(v.iter().sum::<u64>(), 49_995_000);
+/// assert!(GLOBAL.stats().small_blocks > 0);
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GilAlloc {
     _private: (),
@@ -140,7 +120,10 @@ impl GilAlloc {
         GilAlloc { _private: () }
     }
 
-    /// Counters of the process-wide heap; same as [`stats`].
+    /// Capacity of the arena table (see [`MAX_ARENAS`]).
+    pub const MAX_ARENAS: usize = MAX_ARENAS;
+
+    /// A snapshot of the process-wide heap's counters, taken under the lock.
     pub fn stats(&self) -> GilStats {
         stats()
     }
@@ -168,7 +151,7 @@ fn lock() -> MutexGuard<'static, GilState> {
 }
 
 /// A snapshot of the process-wide heap's counters, taken under the lock.
-pub fn stats() -> GilStats {
+fn stats() -> GilStats {
     let g = lock();
     let arenas = g.heap.arenas();
     GilStats {
@@ -210,13 +193,11 @@ impl GilState {
     fn alloc(&mut self, route: Route) -> *mut u8 {
         match route {
             Route::Small(class) => {
-                if GIL_FAULT_DOUBLE_HANDOUT.load(Ordering::Relaxed)
-                    && GIL_FAULT_DOUBLE_HANDOUT.swap(false, Ordering::Relaxed)
-                {
-                    self.heap.malloc_double(class)
-                } else {
-                    self.heap.malloc(class)
+                #[cfg(shoalloc_fault)]
+                if crate::fault::is_armed(crate::fault::Fault::DoubleHandout) {
+                    return self.heap.malloc_double(class);
                 }
+                self.heap.malloc(class)
             }
             Route::System(layout) => {
                 // SAFETY: `route` only builds non-zero-size layouts.
@@ -248,7 +229,7 @@ impl GilState {
 // SAFETY: every method returns memory of at least the layout's size and
 // alignment that no other live allocation overlaps: pymalloc blocks are
 // `class_size(class_of(size)) >= size` bytes, 16-aligned, and handed out once
-// (the fault hook aside, which is off unless a test turns it on); everything
+// (outside fault-injection builds, where a test may break this on purpose); everything
 // else comes from `System` with the same layout. All shared state is accessed
 // under the one lock.
 unsafe impl GlobalAlloc for GilAlloc {

@@ -13,7 +13,7 @@
 //! `lead < 4 MiB`, and `ptr - 4 MiB` (still inside the mapping, since then
 //! `lead = align >= 4 MiB`) otherwise. Small-block segments keep their header
 //! at the same place — the granule of `ptr - 1` — so one rule finds the
-//! header of anything we allocated, and the [`registry`](crate::registry)
+//! header of anything we allocated, and the [address map](super::address_map)
 //! entry of that granule says which kind of header it is. That granule lies
 //! wholly inside this mapping or starts at `base`, so no other mapping of ours
 //! shares it, and the header read is always of mapped memory.
@@ -22,25 +22,25 @@
 //! cost address space, not memory; fresh pages are zero, so `alloc_zeroed`
 //! needs no `memset` for them.
 //!
-//! Freed mappings of up to [`CACHE_MAX_MAPPING`] bytes are parked in a
-//! [`MappingCache`] (at most [`CACHE_MAX_BYTES`] in all) and reused by the
+//! Freed mappings of up to [`PARK_MAX_MAPPING`] bytes are parked in a
+//! [`MappingPark`] (at most [`PARK_MAX_BYTES`] in all) and reused by the
 //! next request they fit, saving the system calls and the page faults; parked
 //! memory stays resident, bounded by the cap, and a reused mapping is zeroed
 //! by `alloc_zeroed` only over the requested bytes.
 
-use crate::mapping_cache::MappingCache;
+use super::address_map::{self, Granule};
+use super::mapping_park::MappingPark;
+use super::segment::SEGMENT_SIZE;
 use crate::os::{self, PAGE};
-use crate::registry::{self, Granule};
-use crate::segment::SEGMENT_SIZE;
 
-/// Slots of the mapping cache.
-pub const CACHE_SLOTS: usize = 16;
-/// Most bytes parked in the mapping cache at once.
-pub const CACHE_MAX_BYTES: usize = 32 << 20;
-/// Largest mapping the cache keeps.
-pub const CACHE_MAX_MAPPING: usize = 8 << 20;
+/// Slots of the mapping park.
+pub const PARK_SLOTS: usize = 16;
+/// Most bytes parked in the mapping park at once.
+pub const PARK_MAX_BYTES: usize = 32 << 20;
+/// Largest mapping the park keeps.
+pub const PARK_MAX_MAPPING: usize = 8 << 20;
 
-static CACHE: MappingCache<CACHE_SLOTS> = MappingCache::new(CACHE_MAX_BYTES, CACHE_MAX_MAPPING);
+static PARK: MappingPark<PARK_SLOTS> = MappingPark::new(PARK_MAX_BYTES, PARK_MAX_MAPPING);
 
 const LARGE_MAGIC: u64 = 0x5348_4f41_4c4c_5247; // "SHOALLRG"
 
@@ -84,16 +84,16 @@ fn alloc_inner(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     if map_size > isize::MAX as usize || !os::page_size_ok() {
         return core::ptr::null_mut();
     }
-    if map_align == SEGMENT_SIZE && map_size <= CACHE_MAX_MAPPING {
-        if let Some((base, cached_size)) = CACHE.take(map_size) {
+    if map_align == SEGMENT_SIZE && map_size <= PARK_MAX_MAPPING {
+        if let Some((base, parked_size)) = PARK.take(map_size) {
             let user = base + lead;
             if zeroed {
                 // SAFETY: the mapping is ours again; `size` bytes from `user`
-                // fit in it (cached_size >= map_size = lead + rounded size).
+                // fit in it (parked_size >= map_size = lead + rounded size).
                 unsafe { (user as *mut u8).write_bytes(0, size) };
             }
             // SAFETY: as below, for a mapping that is ours again.
-            return unsafe { publish(base, cached_size, map_align, user) };
+            return unsafe { publish(base, parked_size, map_align, user) };
         }
     }
     let base = os::map_aligned(map_size, map_align);
@@ -127,14 +127,14 @@ unsafe fn publish(base: usize, map_size: usize, map_align: usize, user: usize) -
             map_align,
         });
     }
-    registry::mark(user - 1, Granule::Large);
+    address_map::mark(user - 1, Granule::Large);
     user as *mut u8
 }
 
 /// Where the header of the object at `ptr` lives: the start of the granule
 /// holding `ptr - 1` (see the module docs).
 #[inline]
-pub fn header_addr(ptr: *mut u8) -> usize {
+fn header_addr(ptr: *mut u8) -> usize {
     (ptr as usize).wrapping_sub(1) & !(SEGMENT_SIZE - 1)
 }
 
@@ -148,17 +148,19 @@ unsafe fn header(ptr: *mut u8) -> &'static LargeHeader {
 }
 
 /// `true` if `ptr` is the user pointer of a live large object. Reads memory
-/// only when the registry says the granule of `ptr - 1` starts with one of
-/// our large-object headers, which is then mapped — so it is safe to call
-/// with any pointer, except one that another thread is freeing at the same
-/// moment (the mapping could go between the lookup and the read: a double
-/// free racing with itself).
-#[allow(clippy::not_unsafe_ptr_arg_deref)] // validated through the registry first
-pub fn is_large(ptr: *mut u8) -> bool {
-    if registry::lookup((ptr as usize).wrapping_sub(1)) != Granule::Large {
+/// only when the address map says the granule of `ptr - 1` starts with one of
+/// our large-object headers, which is then mapped.
+///
+/// # Safety
+/// No other thread frees the large object whose header the address map
+/// vouches for during the call: its mapping could go between the lookup and
+/// the read. (For a live object that is the caller's own, this holds; for a
+/// stray pointer, it is a double free racing with a free.)
+pub(crate) unsafe fn is_large(ptr: *mut u8) -> bool {
+    if address_map::lookup((ptr as usize).wrapping_sub(1)) != Granule::Large {
         return false;
     }
-    // SAFETY: the registry entry means a live large object's header starts
+    // SAFETY: the address map entry means a live large object's header starts
     // this granule (module docs), so the read is of mapped memory.
     let h = unsafe { header(ptr) };
     h.magic == LARGE_MAGIC && h.user == ptr as usize
@@ -180,14 +182,15 @@ pub unsafe fn usable_size(ptr: *mut u8) -> usize {
 /// `ptr` must be a live large object, not used afterwards.
 pub unsafe fn free(ptr: *mut u8) {
     debug_assert!(
-        is_large(ptr),
+        // SAFETY: the caller frees `ptr`; nobody else may.
+        unsafe { is_large(ptr) },
         "large::free of a pointer that is not a live large object"
     );
     // SAFETY: forwarded contract.
     let h = unsafe { header(ptr) };
     let (base, size, align) = (h.map_base, h.map_size, h.map_align);
-    registry::clear(ptr as usize - 1);
-    if align == SEGMENT_SIZE && CACHE.park(base, size) {
+    address_map::clear(ptr as usize - 1);
+    if align == SEGMENT_SIZE && PARK.park(base, size) {
         return;
     }
     // SAFETY: the whole mapping belongs to this object, which the caller gives up.
@@ -223,16 +226,21 @@ mod tests {
 
     #[test]
     fn freed_mappings_are_reused_and_zeroed_on_request() {
-        // An odd size no other test uses, so the cached mapping is ours.
+        // An odd size no other test uses, so the parked mapping is ours.
         let size = 3 * 1024 * 1024 + 12_345;
         let a = alloc(size, 64);
-        assert!(!a.is_null() && is_large(a));
+        // SAFETY: nothing frees `a` concurrently.
+        assert!(!a.is_null() && unsafe { is_large(a) });
         // SAFETY: `a` is a live object of `size` bytes.
         unsafe {
             a.write_bytes(0xAB, size);
             free(a);
         }
-        assert!(!is_large(a), "a parked mapping is not a live object");
+        // SAFETY: as above; `a` is parked, so the lookup must say no.
+        assert!(
+            !unsafe { is_large(a) },
+            "a parked mapping is not a live object"
+        );
         let b = alloc_zeroed(size, 64);
         assert_eq!(a, b, "the parked mapping is reused");
         // SAFETY: `b` is live with `size` bytes.
@@ -246,13 +254,13 @@ mod tests {
     }
 
     #[test]
-    fn oversized_mappings_are_not_cached() {
-        let size = CACHE_MAX_MAPPING + PAGE;
+    fn oversized_mappings_are_not_parked() {
+        let size = PARK_MAX_MAPPING + PAGE;
         let a = alloc(size, 16);
         assert!(!a.is_null());
-        let before = CACHE.bytes();
+        let before = PARK.bytes();
         // SAFETY: live, freed once.
         unsafe { free(a) };
-        assert!(CACHE.bytes() <= before);
+        assert!(PARK.bytes() <= before);
     }
 }

@@ -15,8 +15,8 @@
 //! offsets only grow, and a segment that was installed is never installed
 //! again — so the carve word has no ABA problem and needs no tag.
 
-use crate::size_class::{first_block_offset, CLASS_SIZE, NUM_CLASSES};
-use crate::stack::{BatchStack, NodeSpace};
+use super::size_class::{first_block_offset, CLASS_SIZE, NUM_CLASSES};
+use super::stack::{BatchStack, NodeSpace};
 use crate::sync::{AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 
@@ -25,7 +25,7 @@ use crossbeam_utils::CachePadded;
 /// Invariant: word 0 (`next`) is owned by whoever holds the block (a thread
 /// cache or a batch) and read only by that owner; word 1 (`link`) is written
 /// only when the block heads a batch about to be pushed, and may be read
-/// racily by a concurrent pop (see [`crate::stack`]). Every class is at least
+/// racily by a concurrent pop (see [`super::stack`]). Every class is at least
 /// 16 bytes, so both words fit.
 #[repr(C)]
 pub struct FreeBlock {
@@ -135,8 +135,14 @@ impl ClassPool {
 
     /// A batch of free blocks: a whole batch that some thread returned, or
     /// else up to `want` blocks carved from fresh memory.
-    pub fn take(&self, backing: &impl Backing, class: usize, want: u32) -> Option<Batch> {
-        if let Some((handle, len)) = self.batches.pop(backing) {
+    ///
+    /// # Safety
+    /// Every call on this pool passes the same `backing` and `class`: the
+    /// stack's handles and the carve word are only meaningful in that backing,
+    /// and carved blocks are sized for that class.
+    pub unsafe fn take(&self, backing: &impl Backing, class: usize, want: u32) -> Option<Batch> {
+        // SAFETY: the caller passes the backing every push used.
+        if let Some((handle, len)) = unsafe { self.batches.pop(backing) } {
             return Some(Batch {
                 // SAFETY: handles in the stack come from `handle_of`.
                 head: unsafe { backing.addr_of(handle) },
@@ -149,7 +155,8 @@ impl ClassPool {
     /// Pushes a batch with one CAS.
     ///
     /// # Safety
-    /// As [`SharedPool::give`]: the caller owns every block of `batch`.
+    /// As [`SharedPool::give`]: the caller owns every block of `batch`, and
+    /// `backing` is the one every call on this pool passes.
     pub unsafe fn give(&self, backing: &impl Backing, batch: Batch) {
         debug_assert!(batch.len > 0 && !batch.head.is_null());
         // SAFETY: the caller's batch holds blocks carved from this backing.
@@ -283,11 +290,6 @@ impl<B: Backing> Pools<B> {
     pub fn backing(&self) -> &B {
         &self.backing
     }
-
-    /// The pool of one class.
-    pub fn class(&self, class: usize) -> &ClassPool {
-        &self.classes[class]
-    }
 }
 
 // SAFETY: batches are popped whole from the class's stack (pushed by `give`,
@@ -296,7 +298,8 @@ impl<B: Backing> Pools<B> {
 unsafe impl<B: Backing> SharedPool for Pools<B> {
     #[inline]
     fn take(&self, class: usize, want: u32) -> Option<Batch> {
-        self.classes[class].take(&self.backing, class, want)
+        // SAFETY: pool `class` only ever sees `self.backing` and `class`.
+        unsafe { self.classes[class].take(&self.backing, class, want) }
     }
 
     #[inline]
@@ -314,6 +317,14 @@ pub fn alloc_uncached(pool: &impl SharedPool, class: usize) -> *mut u8 {
         return core::ptr::null_mut();
     };
     let block = batch.head;
+    #[cfg(all(shoalloc_fault, not(loom)))]
+    if let Some(live) = crate::fault::double_handout(class, block.cast()) {
+        // Deliberate fault for the teeth tests: give the whole batch back
+        // and hand out a block that already has an owner.
+        // SAFETY: the batch is ours.
+        unsafe { pool.give(class, batch) };
+        return live;
+    }
     if batch.len > 1 {
         // SAFETY: the batch is ours; its head's `next` starts the rest.
         let rest = unsafe { (*block).next };
@@ -347,90 +358,5 @@ pub unsafe fn free_uncached(pool: &impl SharedPool, class: usize, block: *mut u8
                 len: 1,
             },
         );
-    }
-}
-
-#[cfg(all(test, not(loom), not(miri)))]
-mod tests {
-    use super::*;
-    use crate::segment::{Segments, SEGMENT_SIZE};
-    use crate::size_class::batch_len;
-
-    fn chain(batch: &Batch) -> Vec<usize> {
-        let mut v = Vec::new();
-        let mut p = batch.head;
-        while !p.is_null() {
-            v.push(p as usize);
-            // SAFETY: batches are valid chains.
-            p = unsafe { (*p).next };
-        }
-        v
-    }
-
-    #[test]
-    fn carving_yields_distinct_aligned_blocks_in_one_segment() {
-        let pool = ClassPool::new();
-        let class = 20; // 1280-byte blocks, 256-byte aligned
-        let size = CLASS_SIZE[class] as usize;
-        let mut all = Vec::new();
-        for _ in 0..10 {
-            let b = pool.take(&Segments, class, batch_len(class)).unwrap();
-            let blocks = chain(&b);
-            assert_eq!(blocks.len(), b.len as usize);
-            all.extend(blocks);
-        }
-        all.sort_unstable();
-        for w in all.windows(2) {
-            assert!(w[1] - w[0] >= size, "blocks overlap");
-        }
-        for &p in &all {
-            assert_eq!(p % 256, 0);
-            // SAFETY: carved from a live segment.
-            assert_eq!(
-                unsafe { crate::segment::header_of(p as *const u8) }.class as usize,
-                class
-            );
-        }
-    }
-
-    #[test]
-    fn a_full_segment_is_replaced_and_returned_batches_come_back_first() {
-        let pool = ClassPool::new();
-        let class = crate::size_class::NUM_CLASSES - 1; // 256 KiB: 15 per segment
-        let per_segment =
-            (SEGMENT_SIZE - first_block_offset(class, 64)) / CLASS_SIZE[class] as usize;
-        let mut batches = Vec::new();
-        let mut carved = 0;
-        while carved <= per_segment {
-            let b = pool.take(&Segments, class, 2).unwrap();
-            carved += b.len as usize;
-            batches.push(b);
-        }
-        let segments: std::collections::BTreeSet<usize> = batches
-            .iter()
-            .flat_map(chain)
-            .map(|p| p & !(SEGMENT_SIZE - 1))
-            .collect();
-        assert!(segments.len() >= 2, "a second segment was installed");
-        let back = batches.pop().unwrap();
-        let head = back.head;
-        // SAFETY: we own the batch.
-        unsafe { pool.give(&Segments, back) };
-        assert_eq!(pool.take(&Segments, class, 2).unwrap().head, head);
-    }
-
-    #[test]
-    fn uncached_operations_round_trip() {
-        let pools: &'static Pools<Segments> = Box::leak(Box::new(Pools::new(Segments)));
-        let a = alloc_uncached(pools, 1);
-        let b = alloc_uncached(pools, 1);
-        assert!(!a.is_null() && !b.is_null() && a != b);
-        // SAFETY: both were allocated above and are freed once.
-        unsafe {
-            free_uncached(pools, 1, a);
-            free_uncached(pools, 1, b);
-        }
-        let c = alloc_uncached(pools, 1);
-        assert!(c == a || c == b, "freed blocks are reused");
     }
 }

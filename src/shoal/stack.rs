@@ -18,10 +18,12 @@
 //! tag has moved on, so the stale CAS fails. The CAS could only succeed
 //! wrongly if exactly a multiple of 2^31 successful pushes and pops happened
 //! on this one stack in that window *and* the same node is on top again. Each
-//! operation moves a whole batch and costs at least ~20 ns (one uncontended
-//! `lock cmpxchg`), so a wrap takes at least 2^31 × 20 ns ≈ 43 s of saturated
-//! traffic while one thread sits between two adjacent instructions — outside
-//! what a preempted thread sees in practice.
+//! operation is a successful CAS on one shared cache line, at least ~5–10 ns
+//! even uncontended, so a wrap takes at least 2^31 × 5–10 ns ≈ 10–20 s of
+//! saturated traffic on this one stack while one thread sits between two
+//! adjacent instructions (its head load and its CAS) — far beyond what a
+//! preempted thread sees in practice. DESIGN.md lists every premise of this
+//! argument in one place.
 //!
 //! The stale link read is harmless because node memory is never unmapped
 //! (segments of small blocks live as long as the process) and the link is read
@@ -135,7 +137,11 @@ impl<const TAGGED: bool> TaggedStack<TAGGED> {
     }
 
     /// Pops the top batch: its first node's handle and its length.
-    pub fn pop(&self, space: &impl NodeSpace) -> Option<(u64, u32)> {
+    ///
+    /// # Safety
+    /// `space` is the space every push onto this stack used: the handles in
+    /// the stack are looked up in it.
+    pub unsafe fn pop(&self, space: &impl NodeSpace) -> Option<(u64, u32)> {
         let mut backoff = Backoff::new();
         let mut head = self.head.load(Ordering::Acquire);
         loop {
@@ -145,8 +151,9 @@ impl<const TAGGED: bool> TaggedStack<TAGGED> {
             }
             // Possibly stale if another thread pops `handle` first; the tag
             // makes the CAS below fail in that case.
-            // SAFETY: a non-zero handle in the head was pushed, so it names a
-            // node of `space`, whose link word stays valid (NodeSpace contract).
+            // SAFETY: a non-zero handle in the head was pushed, with `space`
+            // (our caller's promise), so it names a node of `space`, whose
+            // link word stays valid (NodeSpace contract).
             let link = unsafe { space.link(handle) }.load(Ordering::Relaxed);
             let new =
                 (link & HANDLE_MASK) | ((head & !HANDLE_MASK).wrapping_add(tag_step::<TAGGED>()));
@@ -214,6 +221,12 @@ mod tests {
         }
     }
 
+    /// Pops with the one space each test uses for every push and pop.
+    fn pop<const T: bool>(stack: &TaggedStack<T>, space: &Nodes) -> Option<(u64, u32)> {
+        // SAFETY: every test pushes onto a stack with one `Nodes` only.
+        unsafe { stack.pop(space) }
+    }
+
     fn nodes(n: usize) -> Nodes {
         Nodes((0..n).map(|_| AtomicU64::new(0)).collect())
     }
@@ -229,10 +242,10 @@ mod tests {
             stack.push(&space, 2, 20);
             stack.push(&space, 7, 1);
         }
-        assert_eq!(stack.pop(&space), Some((7, 1)));
-        assert_eq!(stack.pop(&space), Some((2, 20)));
-        assert_eq!(stack.pop(&space), Some((1, 10)));
-        assert_eq!(stack.pop(&space), None);
+        assert_eq!(pop(&stack, &space), Some((7, 1)));
+        assert_eq!(pop(&stack, &space), Some((2, 20)));
+        assert_eq!(pop(&stack, &space), Some((1, 10)));
+        assert_eq!(pop(&stack, &space), None);
     }
 
     #[test]
@@ -242,7 +255,7 @@ mod tests {
         // SAFETY: handle 1 is pushed only while not in the stack.
         unsafe { stack.push(&space, 1, 1) };
         let before = stack.head.load(Ordering::Relaxed);
-        stack.pop(&space);
+        pop(&stack, &space);
         // SAFETY: as above.
         unsafe { stack.push(&space, 1, 1) };
         let after = stack.head.load(Ordering::Relaxed);
@@ -253,7 +266,7 @@ mod tests {
         // SAFETY: as above.
         unsafe { broken.push(&space, 2, 1) };
         let before = broken.head.load(Ordering::Relaxed);
-        broken.pop(&space);
+        pop(&broken, &space);
         // SAFETY: as above.
         unsafe { broken.push(&space, 2, 1) };
         assert_eq!(
@@ -271,7 +284,7 @@ mod tests {
         // SAFETY: handle 3 is pushed once.
         unsafe { stack.push(&space, 3, 5) };
         assert_eq!(stack.head.load(Ordering::Relaxed), 3);
-        assert_eq!(stack.pop(&space), Some((3, 5)));
+        assert_eq!(pop(&stack, &space), Some((3, 5)));
     }
 
     #[test]
@@ -288,7 +301,7 @@ mod tests {
             for _ in 0..THREADS {
                 s.spawn(|| {
                     for _ in 0..PER {
-                        if let Some((h, len)) = stack.pop(&space) {
+                        if let Some((h, len)) = pop(&stack, &space) {
                             assert_eq!(len as u64, h, "length travels with its node");
                             // SAFETY: we own `h` after popping it.
                             unsafe { stack.push(&space, h, len) };
@@ -298,7 +311,7 @@ mod tests {
             }
         });
         let mut seen = vec![false; space.0.len()];
-        while let Some((h, _)) = stack.pop(&space) {
+        while let Some((h, _)) = pop(&stack, &space) {
             assert!(!seen[h as usize], "node {h} twice");
             seen[h as usize] = true;
         }

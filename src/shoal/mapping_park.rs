@@ -1,4 +1,4 @@
-//! A small lock-free cache of freed large-object mappings.
+//! A small lock-free park of freed large-object mappings, kept for reuse.
 //!
 //! An `mmap` costs a system call, an over-map and two trims, and every page is
 //! faulted in and zeroed again; programs that allocate and free buffers of a
@@ -17,8 +17,8 @@
 //! undone. Release on park and Acquire on take order the freeing thread's
 //! last writes before the next owner's first ones.
 //!
-//! The cache knows nothing of `mmap`: it stores and returns address ranges,
-//! which is what lets loom model it (`loom_tests/mapping_cache.rs`).
+//! The park knows nothing of `mmap`: it stores and returns address ranges,
+//! which is what lets loom model it (`loom_tests/mapping_park.rs`).
 
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
@@ -30,7 +30,7 @@ const PAGE: usize = crate::os::PAGE;
 /// Up to `SLOTS` parked mappings, at most `max_bytes` in all, each at most
 /// `max_mapping` bytes (and below 4 GiB, the page-count field's range).
 #[derive(Debug)]
-pub struct MappingCache<const SLOTS: usize> {
+pub struct MappingPark<const SLOTS: usize> {
     /// Invariant: every non-zero slot names a distinct mapping that no
     /// allocation uses; `bytes` ≥ the sum of their sizes.
     slots: [AtomicU64; SLOTS],
@@ -50,8 +50,8 @@ fn unpack(word: u64) -> (usize, usize) {
     )
 }
 
-impl<const SLOTS: usize> MappingCache<SLOTS> {
-    /// An empty cache.
+impl<const SLOTS: usize> MappingPark<SLOTS> {
+    /// An empty park.
     #[cfg(not(loom))]
     pub const fn new(max_bytes: usize, max_mapping: usize) -> Self {
         Self {
@@ -62,7 +62,7 @@ impl<const SLOTS: usize> MappingCache<SLOTS> {
         }
     }
 
-    /// An empty cache (loom atomics have no `const fn new`).
+    /// An empty park (loom atomics have no `const fn new`).
     #[cfg(loom)]
     pub fn new(max_bytes: usize, max_mapping: usize) -> Self {
         Self {
@@ -73,18 +73,13 @@ impl<const SLOTS: usize> MappingCache<SLOTS> {
         }
     }
 
-    /// Largest mapping the cache keeps.
-    pub fn max_mapping(&self) -> usize {
-        self.max_mapping
-    }
-
     /// Bytes parked (or being parked) right now.
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
     }
 
     /// A parked mapping of at least `need` bytes and at most twice that,
-    /// removed from the cache: `(base, size)`.
+    /// removed from the park: `(base, size)`.
     pub fn take(&self, need: usize) -> Option<(usize, usize)> {
         if self.bytes.load(Ordering::Relaxed) < need {
             return None;
@@ -154,20 +149,17 @@ mod tests {
 
     #[test]
     fn take_respects_fit_and_caps() {
-        let cache = MappingCache::<2>::new(10 * PAGE, 4 * PAGE);
-        assert!(
-            !cache.park(0x1000_0000, 5 * PAGE),
-            "larger than max_mapping"
-        );
-        assert!(cache.park(0x1000_0000, 4 * PAGE));
-        assert!(cache.park(0x2000_0000, 2 * PAGE));
-        assert!(!cache.park(0x3000_0000, PAGE), "no free slot");
-        assert_eq!(cache.bytes(), 6 * PAGE);
+        let park = MappingPark::<2>::new(10 * PAGE, 4 * PAGE);
+        assert!(!park.park(0x1000_0000, 5 * PAGE), "larger than max_mapping");
+        assert!(park.park(0x1000_0000, 4 * PAGE));
+        assert!(park.park(0x2000_0000, 2 * PAGE));
+        assert!(!park.park(0x3000_0000, PAGE), "no free slot");
+        assert_eq!(park.bytes(), 6 * PAGE);
         // 4 pages would waste more than half for 1 page; 2 pages would not.
-        assert_eq!(cache.take(PAGE), Some((0x2000_0000, 2 * PAGE)));
-        assert_eq!(cache.take(5 * PAGE), None, "nothing large enough");
-        assert_eq!(cache.take(3 * PAGE), Some((0x1000_0000, 4 * PAGE)));
-        assert_eq!(cache.bytes(), 0);
-        assert_eq!(cache.take(PAGE), None);
+        assert_eq!(park.take(PAGE), Some((0x2000_0000, 2 * PAGE)));
+        assert_eq!(park.take(5 * PAGE), None, "nothing large enough");
+        assert_eq!(park.take(3 * PAGE), Some((0x1000_0000, 4 * PAGE)));
+        assert_eq!(park.bytes(), 0);
+        assert_eq!(park.take(PAGE), None);
     }
 }

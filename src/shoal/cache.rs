@@ -11,10 +11,11 @@
 //! thread that only frees (a consumer) returns its surplus instead of hoarding.
 //!
 //! Invariant, per class: `len` equals the number of blocks on the `head` list,
-//! and `len <= cache_limit(class)` between calls.
+//! and `len <= cache_limit(class)` between calls; every block on the list is
+//! a free block of that class from the one pool this cache is used with.
 
-use crate::pool::{Batch, FreeBlock, SharedPool};
-use crate::size_class::{batch_len, cache_limit, NUM_CLASSES};
+use super::pool::{Batch, FreeBlock, SharedPool};
+use super::size_class::{batch_len, cache_limit, NUM_CLASSES};
 use core::ptr::null_mut;
 
 /// The free list of one class in one thread.
@@ -26,7 +27,7 @@ struct ClassCache {
 
 /// One thread's free lists, one per size class. `const`-constructible and
 /// without `Drop`, so it can live in a `thread_local!` that registers no
-/// destructor (see [`crate::thread`]).
+/// destructor (see [`super::thread`]).
 #[derive(Debug)]
 pub struct ThreadCache {
     classes: [ClassCache; NUM_CLASSES],
@@ -50,8 +51,12 @@ impl ThreadCache {
     }
 
     /// A free block of `class`, or null when the pool is out of memory.
+    ///
+    /// # Safety
+    /// `pool` is the pool every earlier call on this cache was given: the
+    /// cached blocks are handed out as blocks of `pool`.
     #[inline]
-    pub fn alloc(&mut self, pool: &impl SharedPool, class: usize) -> *mut u8 {
+    pub unsafe fn alloc(&mut self, pool: &impl SharedPool, class: usize) -> *mut u8 {
         let list = &mut self.classes[class];
         let block = list.head;
         if !block.is_null() {
@@ -73,7 +78,7 @@ impl ThreadCache {
         };
         let block = batch.head;
         let list = &mut self.classes[class];
-        #[cfg(not(loom))]
+        #[cfg(all(shoalloc_fault, not(loom)))]
         if let Some(live) = crate::fault::double_handout(class, block.cast()) {
             // Deliberate fault for the teeth tests: keep the whole batch and
             // hand out a block that already has an owner.
@@ -92,7 +97,7 @@ impl ThreadCache {
     ///
     /// # Safety
     /// `block` must be a block of `class` from `pool` that the caller owns and
-    /// no longer uses.
+    /// no longer uses, and `pool` the pool of every earlier call on this cache.
     #[inline]
     pub unsafe fn free(&mut self, pool: &impl SharedPool, class: usize, block: *mut u8) {
         let list = &mut self.classes[class];
@@ -137,7 +142,10 @@ impl ThreadCache {
 
     /// Returns every cached block to the pool, in batches of at most
     /// [`batch_len`]. Used when a thread exits.
-    pub fn flush_all(&mut self, pool: &impl SharedPool) {
+    ///
+    /// # Safety
+    /// `pool` is the pool every earlier call on this cache was given.
+    pub unsafe fn flush_all(&mut self, pool: &impl SharedPool) {
         for class in 0..NUM_CLASSES {
             while self.classes[class].len > 0 {
                 let list = &mut self.classes[class];
@@ -157,8 +165,8 @@ impl ThreadCache {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use super::size_class::CLASS_SIZE;
     use super::*;
-    use crate::size_class::CLASS_SIZE;
     use std::cell::{Cell, RefCell};
 
     /// A pool that records every batch it hands out or receives and carves
@@ -229,7 +237,8 @@ mod tests {
         let b = batch_len(class);
         let mut blocks = Vec::new();
         for _ in 0..b {
-            let p = cache.alloc(&pool, class);
+            // SAFETY: this cache is only ever used with `pool`.
+            let p = unsafe { cache.alloc(&pool, class) };
             assert!(!p.is_null());
             blocks.push(p as usize);
         }
@@ -239,7 +248,8 @@ mod tests {
             "one batch serves batch_len allocations"
         );
         assert_eq!(cache.cached(class), 0);
-        cache.alloc(&pool, class);
+        // SAFETY: as above.
+        unsafe { cache.alloc(&pool, class) };
         assert_eq!(pool.takes.get(), 2);
         blocks.sort_unstable();
         blocks.dedup();
@@ -252,7 +262,10 @@ mod tests {
         let mut cache = ThreadCache::new();
         let class = 0;
         let limit = cache_limit(class);
-        let blocks: Vec<*mut u8> = (0..limit + 1).map(|_| cache.alloc(&pool, class)).collect();
+        let blocks: Vec<*mut u8> = (0..limit + 1)
+            // SAFETY: this cache is only ever used with `pool`.
+            .map(|_| unsafe { cache.alloc(&pool, class) })
+            .collect();
         assert_eq!(pool.gives.borrow().len(), 0);
         let cached_before = cache.cached(class);
         for (i, &p) in blocks.iter().enumerate() {
@@ -276,11 +289,15 @@ mod tests {
         let pool = CountingPool::new();
         let mut cache = ThreadCache::new();
         for class in [0, 3, 9] {
-            let p = cache.alloc(&pool, class);
-            // SAFETY: freed once.
-            unsafe { cache.free(&pool, class, p) };
+            // SAFETY: this cache is only ever used with `pool`; the block is
+            // freed once.
+            unsafe {
+                let p = cache.alloc(&pool, class);
+                cache.free(&pool, class, p);
+            }
         }
-        cache.flush_all(&pool);
+        // SAFETY: as above.
+        unsafe { cache.flush_all(&pool) };
         for class in 0..NUM_CLASSES {
             assert_eq!(cache.cached(class), 0);
         }

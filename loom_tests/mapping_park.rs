@@ -1,4 +1,4 @@
-//! Loom models of the large-object mapping cache (`MappingCache`): parking
+//! Loom models of the large-object mapping cache (`MappingPark`): parking
 //! and taking freed mappings through CAS on slot words, racing with each
 //! other, with a full cache, and with a second taker. Each model ends with a
 //! conservation check — every mapping is held by exactly one party (a thread
@@ -14,7 +14,7 @@ mod common;
 use common::model;
 use loom::cell::UnsafeCell;
 use loom::thread;
-use shoalloc::mapping_cache::MappingCache;
+use shoalloc::mapping_park::MappingPark;
 use std::sync::Arc;
 
 const PAGE: usize = 4096;
@@ -23,14 +23,14 @@ const M2: (usize, usize) = (0x20_0000, 2 * PAGE);
 
 /// The cache plus one "contents" cell per mapping.
 struct World<const N: usize> {
-    cache: MappingCache<N>,
+    cache: MappingPark<N>,
     contents: [UnsafeCell<usize>; 2],
 }
 
 impl<const N: usize> World<N> {
     fn new() -> Arc<Self> {
         Arc::new(World {
-            cache: MappingCache::new(1 << 20, 1 << 20),
+            cache: MappingPark::new(1 << 20, 1 << 20),
             contents: [UnsafeCell::new(0), UnsafeCell::new(0)],
         })
     }

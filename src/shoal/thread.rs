@@ -24,11 +24,11 @@
 //! The main thread's cache is not flushed at process exit: the process's
 //! memory is about to disappear anyway.
 
-use crate::cache::ThreadCache;
-use crate::pool::{alloc_uncached, free_uncached, SharedPool};
+use super::cache::ThreadCache;
+use super::pool::{alloc_uncached, free_uncached, SharedPool};
+use crate::sync::statics::{AtomicUsize, Ordering};
 use core::ffi::c_void;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 const FRESH: u8 = 0;
 const ARMING: u8 = 1;
@@ -58,41 +58,92 @@ impl Default for ThreadSlot {
     }
 }
 
-/// Names one `const`-initialised thread-local [`ThreadSlot`].
+/// Names one `const`-initialised thread-local [`ThreadSlot`] and the
+/// [`ThreadCaches`] it belongs to. Implemented by [`thread_caches!`] only.
 ///
 /// A zero-sized type implements it with a `thread_local!` inside `slot`, so
 /// the fast path reaches the slot with a direct TLS access — storing a
 /// `&'static LocalKey` instead would cost an indirect call per operation.
-pub trait SlotKey: 'static {
+pub trait SlotKey: Sized + 'static {
+    /// The shared pool the caches refill from.
+    type Pool: SharedPool + Sync + 'static;
     /// This thread's slot, or null when thread-locals are no longer usable.
     fn slot() -> *mut ThreadSlot;
+    /// The caches this slot belongs to (for the thread-exit hook).
+    fn caches() -> &'static ThreadCaches<Self>;
 }
+
+/// Defines a process-wide [`ThreadCaches`] static over a pool, with its own
+/// thread-local slot type: one invocation per allocator that caches blocks
+/// in threads (`Shoal` and the locked ablation), so they never mix blocks.
+///
+/// ```ignore
+/// thread_caches!(static CACHES: ThreadCaches<Pools<Segments>> = &POOLS, slot ShoalSlot);
+/// ```
+macro_rules! thread_caches {
+    (static $name:ident: ThreadCaches<$pool:ty> = $pools:expr, slot $slot:ident) => {
+        /// The thread-local slot of [`
+        #[doc = stringify!($name)]
+        /// `].
+        struct $slot;
+
+        impl $crate::shoal::thread::SlotKey for $slot {
+            type Pool = $pool;
+
+            #[inline(always)]
+            fn slot() -> *mut $crate::shoal::thread::ThreadSlot {
+                std::thread_local! {
+                    static SLOT: core::cell::UnsafeCell<$crate::shoal::thread::ThreadSlot> =
+                        const { core::cell::UnsafeCell::new($crate::shoal::thread::ThreadSlot::new()) };
+                }
+                SLOT.try_with(|s| s.get()).unwrap_or(core::ptr::null_mut())
+            }
+
+            #[inline]
+            fn caches() -> &'static $crate::shoal::thread::ThreadCaches<Self> {
+                &$name
+            }
+        }
+
+        static $name: $crate::shoal::thread::ThreadCaches<$slot> =
+            // SAFETY: `$slot::caches()` returns this static and no other
+            // value of this type exists, since `$slot` is defined right here.
+            unsafe { $crate::shoal::thread::ThreadCaches::new($pools) };
+    };
+}
+pub(crate) use thread_caches;
 
 /// Thread caches over one shared pool: the thread-local slot (`K`), the pool,
 /// and the pthread key whose destructor flushes a dying thread's cache.
-pub struct ThreadCaches<P: SharedPool + Sync + 'static, K: SlotKey> {
+pub struct ThreadCaches<K: SlotKey> {
     slot: PhantomData<K>,
-    pool: &'static P,
+    pool: &'static K::Pool,
     /// `pthread_key_t + 1`, or 0 before the key is created.
     key: AtomicUsize,
-    on_exit: unsafe extern "C" fn(*mut c_void),
 }
 
-impl<P: SharedPool + Sync + 'static, K: SlotKey> ThreadCaches<P, K> {
-    /// Binds the slots named by `K` to `pool`. `on_exit` must be a function
-    /// that calls [`ThreadCaches::thread_exit`] on this value.
-    pub const fn new(pool: &'static P, on_exit: unsafe extern "C" fn(*mut c_void)) -> Self {
+/// The pthread key destructor: flushes the dying thread's cache.
+///
+/// # Safety
+/// Called by pthread only, with the value [`ThreadCaches::arm`] stored.
+unsafe extern "C" fn on_thread_exit<K: SlotKey>(slot: *mut c_void) {
+    // SAFETY: pthread passes back the value `arm` stored for this key, which
+    // belongs to `K::caches()`.
+    unsafe { K::caches().thread_exit(slot) }
+}
+
+impl<K: SlotKey> ThreadCaches<K> {
+    /// Binds the slots named by `K` to `pool`.
+    ///
+    /// # Safety
+    /// This value must be the one `K::caches()` returns (so every cache in a
+    /// `K` slot only ever sees `pool`); [`thread_caches!`] guarantees it.
+    pub const unsafe fn new(pool: &'static K::Pool) -> Self {
         Self {
             slot: PhantomData,
             pool,
             key: AtomicUsize::new(0),
-            on_exit,
         }
-    }
-
-    /// The shared pool behind the caches.
-    pub fn pool(&self) -> &'static P {
-        self.pool
     }
 
     /// This thread's cache (arming the exit hook if the slot is fresh), or null while arming, after the thread's exit
@@ -152,7 +203,7 @@ impl<P: SharedPool + Sync + 'static, K: SlotKey> ThreadCaches<P, K> {
         let mut key: libc::pthread_key_t = 0;
         // SAFETY: `key` is a valid out-pointer; the destructor is a plain
         // `extern "C"` function that lives as long as the program.
-        if unsafe { libc::pthread_key_create(&mut key, Some(self.on_exit)) } != 0 {
+        if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit::<K>)) } != 0 {
             return None;
         }
         match self
@@ -175,7 +226,8 @@ impl<P: SharedPool + Sync + 'static, K: SlotKey> ThreadCaches<P, K> {
         if cache.is_null() {
             return self.alloc_slow(class);
         }
-        // SAFETY: this thread's live cache, used by no one else meanwhile.
+        // SAFETY: this thread's live cache, used by no one else meanwhile,
+        // and only ever with `self.pool` (the slot type is ours alone).
         unsafe { (*cache).alloc(self.pool, class) }
     }
 
@@ -190,8 +242,8 @@ impl<P: SharedPool + Sync + 'static, K: SlotKey> ThreadCaches<P, K> {
             // SAFETY: forwarded contract.
             return unsafe { self.free_slow(class, block) };
         }
-        // SAFETY: this thread's live cache, used by no one else meanwhile;
-        // the block's contract is forwarded.
+        // SAFETY: this thread's live cache, used by no one else meanwhile and
+        // only with `self.pool`; the block's contract is forwarded.
         unsafe { (*cache).free(self.pool, class, block) }
     }
 
@@ -218,14 +270,16 @@ impl<P: SharedPool + Sync + 'static, K: SlotKey> ThreadCaches<P, K> {
     ///
     /// # Safety
     /// `slot` must be the value this thread armed the key with.
-    pub unsafe fn thread_exit(&self, slot: *mut c_void) {
+    unsafe fn thread_exit(&self, slot: *mut c_void) {
         // SAFETY: the destructor receives the pointer we stored: this
         // thread's slot, still alive (thread-locals outlive key destructors).
         let slot = unsafe { &mut *slot.cast::<ThreadSlot>() };
         slot.state = DEAD;
-        if crate::fault::strand_on_exit() {
+        #[cfg(shoalloc_fault)]
+        if crate::fault::is_armed(crate::fault::Fault::StrandOnExit) {
             return;
         }
-        slot.cache.flush_all(self.pool);
+        // SAFETY: the cache of a `K` slot only ever held blocks of `self.pool`.
+        unsafe { slot.cache.flush_all(self.pool) };
     }
 }

@@ -1,4 +1,4 @@
-//! Which 4 MiB granules of the address space hold our memory, and of what kind.
+//! The address map: which 4 MiB granules of the address space hold our memory, and of what kind.
 //!
 //! `free` in C receives a bare pointer. To answer "is this ours, and is it a
 //! small block or a large object?" without touching memory that may not be
@@ -14,13 +14,15 @@
 //!
 //! A pointer `p` we handed out is looked up by the granule of `p - 1`, which
 //! always starts with the header of the segment or large object `p` belongs
-//! to (see [`crate::large`] for why that holds for large objects too). A
+//! to (see [`super::large`] for why that holds for large objects too). A
 //! granule is never claimed twice: segments occupy whole granules, and the
 //! header granule of a large object lies inside its own mapping.
 
 use crate::os::{is_user_address, ADDRESS_BITS};
-use crate::segment::SEGMENT_SHIFT;
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::statics::{AtomicU64, Ordering};
+
+/// log2 of a granule: 4 MiB, the size and alignment of a segment.
+pub const GRANULE_SHIFT: u32 = 22;
 
 /// The kind of memory a granule holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +36,13 @@ pub enum Granule {
     Large = 2,
 }
 
-const GRANULES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
+const GRANULES: usize = 1 << (ADDRESS_BITS - GRANULE_SHIFT);
 const PER_WORD: usize = 32;
 static MAP: [AtomicU64; GRANULES / PER_WORD] = [const { AtomicU64::new(0) }; GRANULES / PER_WORD];
 
 #[inline]
 fn slot(addr: usize) -> (usize, u32) {
-    let g = addr >> SEGMENT_SHIFT;
+    let g = addr >> GRANULE_SHIFT;
     (g / PER_WORD, 2 * (g % PER_WORD) as u32)
 }
 
@@ -60,7 +62,7 @@ pub(crate) fn clear(addr: usize) {
 
 /// What the granule containing `addr` holds.
 #[inline]
-pub fn lookup(addr: usize) -> Granule {
+pub(crate) fn lookup(addr: usize) -> Granule {
     if !is_user_address(addr) {
         return Granule::Foreign;
     }
@@ -83,7 +85,7 @@ mod tests {
         assert_eq!(lookup(addr), Granule::Foreign);
         mark(addr, Granule::Large);
         assert_eq!(lookup(addr + 12345), Granule::Large);
-        assert_eq!(lookup(addr + (1 << SEGMENT_SHIFT)), Granule::Foreign);
+        assert_eq!(lookup(addr + (1 << GRANULE_SHIFT)), Granule::Foreign);
         clear(addr);
         assert_eq!(lookup(addr), Granule::Foreign);
         assert_eq!(lookup(usize::MAX - 5), Granule::Foreign);

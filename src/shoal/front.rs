@@ -1,0 +1,310 @@
+//! The one `GlobalAlloc` front: size-class routing over a small path and
+//! large objects, plus the unsized operations a C `free`/`realloc` needs.
+
+use super::address_map::{self, Granule};
+use super::large;
+use super::segment::{header_of, HEADER_BYTES, SEGMENT_SIZE};
+use super::size_class::{class_for, first_block_offset, is_block_boundary, CLASS_SIZE};
+use super::small_path::{SmallPath, ThreadCached};
+use core::alloc::{GlobalAlloc, Layout};
+use core::marker::PhantomData;
+use core::ptr::null_mut;
+
+/// The lock-free allocator. See the crate documentation for the design.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: shoalloc::Shoal = shoalloc::Shoal::new();
+/// # fn main() { let v = vec![1, 2, 3]; assert_eq!(v.iter().sum::<i32>(), 6); }
+/// ```
+///
+/// `Shoal` is a zero-sized handle to one process-wide heap. The type
+/// parameter picks how blocks of a size class are served; programs use the
+/// default, the thread-cached path. Other paths exist only to measure what
+/// each layer buys (the ablations in the benchmarks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shoal<P: SmallPath = ThreadCached> {
+    path: PhantomData<fn() -> P>,
+}
+
+/// The error of [`Shoal::free_unsized`] and [`Shoal::realloc_unsized`]: the
+/// pointer was not handed out by `Shoal` (or does not point at the start of a
+/// block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForeignPointer;
+
+impl core::fmt::Display for ForeignPointer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("pointer not allocated by shoalloc")
+    }
+}
+
+impl std::error::Error for ForeignPointer {}
+
+/// What a bare pointer is to `Shoal` (for C `free` and `malloc_usable_size`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A block of this size class.
+    Small(usize),
+    /// A large object.
+    Large,
+    /// Not a pointer `Shoal` handed out (or not at a block boundary).
+    Foreign,
+}
+
+impl<P: SmallPath> Shoal<P> {
+    /// A handle that serves small blocks through the small path `P`.
+    pub const fn with_small_path() -> Self {
+        Self { path: PhantomData }
+    }
+
+    /// `size` bytes aligned to `align` (a power of two): a block of a size
+    /// class when one fits, else a large object; null when out of memory.
+    #[inline(always)]
+    fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
+        match class_for(size, align) {
+            Some(class) => P::alloc(class),
+            None => large::alloc(size, align),
+        }
+    }
+
+    /// Frees what [`Self::alloc_aligned`] returned, given its class or none.
+    ///
+    /// # Safety
+    /// `ptr` is live, was allocated as `class` (a block) or as a large object
+    /// (`None`), and is not used afterwards.
+    #[inline(always)]
+    unsafe fn free_as(class: Option<usize>, ptr: *mut u8) {
+        match class {
+            // SAFETY: forwarded contract: a block of `class` from `P`.
+            Some(class) => unsafe { P::free(class, ptr) },
+            // SAFETY: forwarded contract: a live large object.
+            None => unsafe { large::free(ptr) },
+        }
+    }
+}
+
+impl Shoal {
+    /// A handle to the process-wide heap.
+    pub const fn new() -> Self {
+        Self::with_small_path()
+    }
+
+    /// Allocates `size` bytes aligned to `align`; null when `align` is not a
+    /// power of two, when out of memory, or when the size cannot be
+    /// represented.
+    #[inline]
+    pub fn allocate(size: usize, align: usize) -> *mut u8 {
+        if !align.is_power_of_two() {
+            return null_mut();
+        }
+        Self::alloc_aligned(size, align)
+    }
+
+    /// Classifies `ptr` without trusting it: reads memory only where the
+    /// address map says we own it, and checks that a small pointer sits on a
+    /// block boundary of its segment.
+    ///
+    /// What it cannot tell: whether a block-boundary pointer into one of our
+    /// segments is currently allocated. A block that was never handed out, or
+    /// was already freed, classifies as `Small` — so a double free of a small
+    /// block is not detected (one of a large object is: its address-map entry
+    /// is gone). Detecting it would need a per-block state bit.
+    ///
+    /// # Safety
+    /// No other thread frees the object `ptr` points into (if it is one of
+    /// ours) during the call: a large object's header is read after the
+    /// address-map lookup, and a concurrent free may unmap it in between.
+    /// A pointer the caller owns, or one that no thread frees, is always fine.
+    pub unsafe fn owner(ptr: *const u8) -> Owner {
+        let addr = ptr as usize;
+        if addr == 0 {
+            return Owner::Foreign;
+        }
+        match address_map::lookup(addr - 1) {
+            Granule::Small => {
+                // The header of the granule of `addr - 1`, the one the address
+                // map vouched for (for a pointer at a granule start, `ptr`'s
+                // own granule may be unmapped).
+                // SAFETY: the address map says a segment starts there, and
+                // segments are never unmapped.
+                let header = unsafe { header_of((addr - 1) as *const u8) };
+                if !header.is_valid() {
+                    return Owner::Foreign;
+                }
+                let class = header.class();
+                let Some(&size) = CLASS_SIZE.get(class) else {
+                    return Owner::Foreign;
+                };
+                let size = size as usize;
+                // `addr - 1` keeps a pointer at the granule start in the
+                // vouched-for segment, where its offset is the segment size.
+                let offset = ((addr - 1) & (SEGMENT_SIZE - 1)) + 1;
+                let first = first_block_offset(class, HEADER_BYTES);
+                if offset < first
+                    || !is_block_boundary(class, offset - first)
+                    || offset + size > SEGMENT_SIZE
+                {
+                    return Owner::Foreign;
+                }
+                Owner::Small(class)
+            }
+            // SAFETY: the caller promises no concurrent free of the object.
+            Granule::Large if unsafe { large::is_large(ptr.cast_mut()) } => Owner::Large,
+            _ => Owner::Foreign,
+        }
+    }
+
+    /// Frees a pointer without knowing its layout (C `free`).
+    ///
+    /// Returns `Err(ForeignPointer)` and touches nothing when [`Shoal::owner`]
+    /// recognises `ptr` as not ours; the caller decides how to report it.
+    ///
+    /// # Safety
+    /// If `ptr` is ours, it must be live, not used afterwards, and freed by no
+    /// other thread at the same time.
+    pub unsafe fn free_unsized(ptr: *mut u8) -> Result<(), ForeignPointer> {
+        // SAFETY: the caller frees `ptr`; nobody else does meanwhile.
+        let class = match unsafe { Self::owner(ptr) } {
+            Owner::Small(class) => Some(class),
+            Owner::Large => None,
+            Owner::Foreign => return Err(ForeignPointer),
+        };
+        // SAFETY: a live object of that kind, given up by the caller.
+        unsafe { Self::free_as(class, ptr) };
+        Ok(())
+    }
+
+    /// Usable bytes at `ptr`, or `None` if it is not ours.
+    ///
+    /// # Safety
+    /// If `ptr` is ours, it must be live and not freed during the call.
+    pub unsafe fn usable_size(ptr: *const u8) -> Option<usize> {
+        // SAFETY: the caller's promise.
+        match unsafe { Self::owner(ptr) } {
+            Owner::Small(class) => Some(CLASS_SIZE[class] as usize),
+            // SAFETY: a live large object.
+            Owner::Large => Some(unsafe { large::usable_size(ptr.cast_mut()) }),
+            Owner::Foreign => None,
+        }
+    }
+
+    /// Resizes the block at `ptr` without knowing its layout (C `realloc`):
+    /// `Ok(ptr)` when it stays in place, `Ok(new)` after moving the first
+    /// `min(usable, new_size)` bytes to a block aligned to `align` (and
+    /// freeing `ptr`), `Ok(null)` when that allocation failed or `align` is
+    /// not a power of two (then `ptr` is untouched and still live), and
+    /// `Err(ForeignPointer)` when `ptr` is not ours (then nothing is
+    /// touched). The same in-place policy as `GlobalAlloc::realloc`, with all
+    /// usable bytes counted as live. A block placed more strictly aligned
+    /// than `align` may lose that alignment when it moves.
+    ///
+    /// # Safety
+    /// If `ptr` is ours, it must be live and freed by no other thread during
+    /// the call; unless the result is `Ok(null)`, `ptr` must not be used
+    /// afterwards.
+    pub unsafe fn realloc_unsized(
+        ptr: *mut u8,
+        new_size: usize,
+        align: usize,
+    ) -> Result<*mut u8, ForeignPointer> {
+        // SAFETY: the caller's promise.
+        let (class, usable) = match unsafe { Self::owner(ptr) } {
+            Owner::Small(class) => (Some(class), CLASS_SIZE[class] as usize),
+            // SAFETY: a live large object.
+            Owner::Large => (None, unsafe { large::usable_size(ptr) }),
+            Owner::Foreign => return Err(ForeignPointer),
+        };
+        if !align.is_power_of_two() {
+            return Ok(null_mut());
+        }
+        // SAFETY: `ptr` is live, of that kind, with `usable` bytes.
+        Ok(unsafe { Self::resize(ptr, class, usable, new_size, align) })
+    }
+}
+
+impl<P: SmallPath> Shoal<P> {
+    /// The one realloc policy of every front: stay in place within a size
+    /// class or within a large mapping that still fits (see
+    /// `large::resize_in_place`), else allocate, copy `min(old_size,
+    /// new_size)` bytes and free. A failed allocation returns null and leaves
+    /// the old block untouched.
+    ///
+    /// # Safety
+    /// `ptr` is live, allocated as `class` (a block of `P`) or as a large
+    /// object (`None`), with `old_size` bytes the caller still needs and
+    /// that are readable; `align` is a power of two. Unless null is returned,
+    /// `ptr` is not used afterwards.
+    unsafe fn resize(
+        ptr: *mut u8,
+        class: Option<usize>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> *mut u8 {
+        let new_class = class_for(new_size, align);
+        let in_place = match (class, new_class) {
+            (Some(old), Some(new)) => old == new,
+            // SAFETY: a live large object of at least `old_size` bytes.
+            (None, None) => unsafe { large::resize_in_place(ptr, old_size, new_size) },
+            _ => false,
+        };
+        if in_place {
+            return ptr;
+        }
+        let new = Self::alloc_aligned(new_size, align);
+        if !new.is_null() {
+            // SAFETY: both are live, distinct, and at least this long; the
+            // caller gives up `ptr`, allocated as `class`.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, new, old_size.min(new_size));
+                Self::free_as(class, ptr);
+            }
+        }
+        new
+    }
+}
+
+// SAFETY: every method returns null or memory of at least `layout.size()`
+// bytes aligned to `layout.align()` that no other live allocation overlaps
+// (size classes and alignment: `size_class`; blocks: the `SmallPath`
+// contract; large objects: one mapping each); `dealloc` and `realloc` derive
+// the same class from the same layout that `alloc` used.
+unsafe impl<P: SmallPath> GlobalAlloc for Shoal<P> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Self::alloc_aligned(layout.size(), layout.align())
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` with this layout, hence this class
+        // (or none: a large object); the caller gives it up.
+        unsafe { Self::free_as(class_for(layout.size(), layout.align()), ptr) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        match class_for(layout.size(), layout.align()) {
+            Some(class) => {
+                let ptr = P::alloc(class);
+                if !ptr.is_null() {
+                    // SAFETY: a fresh block of at least `layout.size()` bytes.
+                    unsafe { ptr.write_bytes(0, layout.size()) };
+                }
+                ptr
+            }
+            // Fresh mappings are zero; only a reused one is cleared.
+            None => large::alloc_zeroed(layout.size(), layout.align()),
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if Layout::from_size_align(new_size, layout.align()).is_err() {
+            return null_mut();
+        }
+        let class = class_for(layout.size(), layout.align());
+        // SAFETY: `GlobalAlloc::realloc`'s contract: `ptr` is live with
+        // `layout`, which made it `class`; its `layout.size()` bytes are ours.
+        unsafe { Self::resize(ptr, class, layout.size(), new_size, layout.align()) }
+    }
+}
