@@ -13,7 +13,7 @@ use common::{
     assert_conserved, drain_cache, fill_cache, model, pools, take_blocks, ModelPools, CLASS,
 };
 use loom::thread;
-use shoalloc::cache::ThreadCache;
+use shoalloc::internals::cache::ThreadCache;
 use std::sync::Arc;
 
 /// Pools over `segments` segments of four blocks, holding one free batch of 2
@@ -25,7 +25,8 @@ fn setup(segments: u32) -> (Arc<ModelPools>, Vec<usize>) {
     let pre = take_blocks(&pools, 7);
     let mut cache = ThreadCache::new();
     fill_cache(&mut cache, &pools, &pre[..2]);
-    cache.flush_all(&*pools);
+    // SAFETY: this cache is only ever used with this one pool.
+    unsafe { cache.flush_all(&*pools) };
     (pools, pre[2..].to_vec())
 }
 
@@ -45,7 +46,8 @@ fn cache_refill_flush_2x2() {
             let t1 = thread::spawn(move || {
                 let mut cache = ThreadCache::new();
                 let mut held: Vec<usize> =
-                    (0..3).map(|_| cache.alloc(&*p, CLASS) as usize).collect();
+                    // SAFETY: this cache is only ever used with this one pool.
+                    (0..3).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();
                 assert!(held.iter().all(|&b| b != 0), "out of memory");
                 held.extend(drain_cache(&mut cache, &p));
                 held
@@ -58,7 +60,8 @@ fn cache_refill_flush_2x2() {
                 unsafe { cache.free(&*p, CLASS, t2_blocks[4] as *mut u8) };
                 assert_eq!(cache.cached(CLASS), 3, "flush_one hands back a batch");
                 let mut held: Vec<usize> =
-                    (0..4).map(|_| cache.alloc(&*p, CLASS) as usize).collect();
+                    // SAFETY: this cache is only ever used with this one pool.
+                    (0..4).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();
                 assert!(held.iter().all(|&b| b != 0), "out of memory");
                 held.extend(drain_cache(&mut cache, &p));
                 held
@@ -83,7 +86,8 @@ fn cache_refill_flush_3x1() {
             let refill = |p: Arc<ModelPools>| {
                 thread::spawn(move || {
                     let mut cache = ThreadCache::new();
-                    let b = cache.alloc(&*p, CLASS) as usize;
+                    // SAFETY: this cache is only ever used with this one pool.
+                    let b = unsafe { cache.alloc(&*p, CLASS) } as usize;
                     assert!(b != 0, "out of memory");
                     let mut held = vec![b];
                     held.extend(drain_cache(&mut cache, &p));
@@ -124,7 +128,8 @@ fn cache_refill_flush_3x2() {
                 thread::spawn(move || {
                     let mut cache = ThreadCache::new();
                     let mut held: Vec<usize> =
-                        (0..3).map(|_| cache.alloc(&*p, CLASS) as usize).collect();
+                        // SAFETY: this cache is only ever used with this one pool.
+                        (0..3).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();
                     assert!(held.iter().all(|&b| b != 0), "out of memory");
                     held.extend(drain_cache(&mut cache, &p));
                     held
@@ -138,7 +143,8 @@ fn cache_refill_flush_3x2() {
                 // SAFETY: the fifth block is ours; the free overflows the cache.
                 unsafe { cache.free(&*p, CLASS, t2_blocks[4] as *mut u8) };
                 let mut held: Vec<usize> =
-                    (0..4).map(|_| cache.alloc(&*p, CLASS) as usize).collect();
+                    // SAFETY: this cache is only ever used with this one pool.
+                    (0..4).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();
                 assert!(held.iter().all(|&b| b != 0), "out of memory");
                 held.extend(drain_cache(&mut cache, &p));
                 held

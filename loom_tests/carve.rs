@@ -12,8 +12,8 @@ use common::{
     ModelPools, CLASS,
 };
 use loom::thread;
-use shoalloc::cache::ThreadCache;
-use shoalloc::pool::Pools;
+use shoalloc::internals::cache::ThreadCache;
+use shoalloc::internals::pool::Pools;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -22,7 +22,8 @@ use std::sync::Arc;
 fn allocating(pools: Arc<ModelPools>) -> thread::JoinHandle<Vec<usize>> {
     thread::spawn(move || {
         let mut cache = ThreadCache::new();
-        let b = cache.alloc(&*pools, CLASS) as usize;
+        // SAFETY: this cache is only ever used with this one pool.
+        let b = unsafe { cache.alloc(&*pools, CLASS) } as usize;
         assert!(b != 0, "out of memory");
         let mut held = vec![b];
         held.extend(drain_cache(&mut cache, &pools));
@@ -105,7 +106,8 @@ fn carve_install_race_2x2() {
                     thread::spawn(move || {
                         let mut cache = ThreadCache::new();
                         let mut held: Vec<usize> =
-                            (0..3).map(|_| cache.alloc(&*p, CLASS) as usize).collect();
+                            // SAFETY: this cache is only ever used with this one pool.
+                            (0..3).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();
                         assert!(held.iter().all(|&b| b != 0), "out of memory");
                         held.extend(drain_cache(&mut cache, &p));
                         held

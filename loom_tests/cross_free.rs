@@ -14,8 +14,8 @@ mod common;
 use common::{assert_conserved, drain_cache, fill_cache, model, pools, take_blocks, CLASS};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
-use shoalloc::cache::ThreadCache;
-use shoalloc::pool::{alloc_uncached, free_uncached};
+use shoalloc::internals::cache::ThreadCache;
+use shoalloc::internals::pool::{alloc_uncached, free_uncached};
 use std::sync::Arc;
 
 /// Waits for the owner to publish a block.
@@ -45,7 +45,8 @@ fn cross_free_cached() {
             let pre = take_blocks(&pools, 7);
             let mut setup = ThreadCache::new();
             fill_cache(&mut setup, &pools, &pre[..2]);
-            setup.flush_all(&*pools);
+            // SAFETY: this cache is only ever used with this one pool.
+            unsafe { setup.flush_all(&*pools) };
             let a_blocks = pre[2..3].to_vec();
             let b_blocks = pre[3..7].to_vec();
             let slot = Arc::new(AtomicUsize::new(0));
@@ -54,10 +55,12 @@ fn cross_free_cached() {
             let a = thread::spawn(move || {
                 let mut cache = ThreadCache::new();
                 fill_cache(&mut cache, &p, &a_blocks);
-                let mine = cache.alloc(&*p, CLASS) as usize;
+                // SAFETY: this cache is only ever used with this one pool.
+                let mine = unsafe { cache.alloc(&*p, CLASS) } as usize;
                 assert_eq!(mine, a_blocks[0], "a cache hit");
                 s.store(mine, Ordering::Release);
-                let next = cache.alloc(&*p, CLASS) as usize;
+                // SAFETY: this cache is only ever used with this one pool.
+                let next = unsafe { cache.alloc(&*p, CLASS) } as usize;
                 assert!(next != 0, "out of memory");
                 let mut held = vec![next];
                 held.extend(drain_cache(&mut cache, &p));
@@ -94,7 +97,8 @@ fn cross_free_cached_3() {
             let pre = take_blocks(&pools, 7);
             let mut setup = ThreadCache::new();
             fill_cache(&mut setup, &pools, &pre[..2]);
-            setup.flush_all(&*pools);
+            // SAFETY: this cache is only ever used with this one pool.
+            unsafe { setup.flush_all(&*pools) };
             let a_blocks = pre[2..3].to_vec();
             let b_blocks = pre[3..7].to_vec();
             let slot = Arc::new(AtomicUsize::new(0));
@@ -103,10 +107,12 @@ fn cross_free_cached_3() {
             let a = thread::spawn(move || {
                 let mut cache = ThreadCache::new();
                 fill_cache(&mut cache, &p, &a_blocks);
-                let mine = cache.alloc(&*p, CLASS) as usize;
+                // SAFETY: this cache is only ever used with this one pool.
+                let mine = unsafe { cache.alloc(&*p, CLASS) } as usize;
                 assert_eq!(mine, a_blocks[0], "a cache hit");
                 s.store(mine, Ordering::Release);
-                let next = cache.alloc(&*p, CLASS) as usize;
+                // SAFETY: this cache is only ever used with this one pool.
+                let next = unsafe { cache.alloc(&*p, CLASS) } as usize;
                 assert!(next != 0, "out of memory");
                 let mut held = vec![next];
                 held.extend(drain_cache(&mut cache, &p));
@@ -125,7 +131,8 @@ fn cross_free_cached_3() {
             let p = pools.clone();
             let c = thread::spawn(move || {
                 let mut cache = ThreadCache::new();
-                let b = cache.alloc(&*p, CLASS) as usize;
+                // SAFETY: this cache is only ever used with this one pool.
+                let b = unsafe { cache.alloc(&*p, CLASS) } as usize;
                 assert!(b != 0, "out of memory");
                 let mut held = vec![b];
                 held.extend(drain_cache(&mut cache, &p));
@@ -155,7 +162,8 @@ fn cross_free_uncached() {
             let pre = take_blocks(&pools, 2);
             let mut setup = ThreadCache::new();
             fill_cache(&mut setup, &pools, &pre);
-            setup.flush_all(&*pools);
+            // SAFETY: this cache is only ever used with this one pool.
+            unsafe { setup.flush_all(&*pools) };
             let slot = Arc::new(AtomicUsize::new(0));
 
             let (p, s) = (pools.clone(), slot.clone());

@@ -1,9 +1,9 @@
-//! Loom models of the large-object mapping cache (`MappingPark`): parking
+//! Loom models of the large-object mapping park (`MappingPark`): parking
 //! and taking freed mappings through CAS on slot words, racing with each
-//! other, with a full cache, and with a second taker. Each model ends with a
+//! other, with a full park, and with a second taker. Each model ends with a
 //! conservation check — every mapping is held by exactly one party (a thread
 //! that took it, the thread whose park failed and so still owns it, or the
-//! cache, drained at the end) — and the byte counter must return to zero.
+//! park, drained at the end) — and the byte counter must return to zero.
 //! Each mapping also carries a loom `UnsafeCell` that the parking thread
 //! writes and the taking thread reads, so a missing Release/Acquire edge
 //! shows up as a causality violation.
@@ -14,23 +14,23 @@ mod common;
 use common::model;
 use loom::cell::UnsafeCell;
 use loom::thread;
-use shoalloc::mapping_park::MappingPark;
+use shoalloc::internals::mapping_park::MappingPark;
 use std::sync::Arc;
 
 const PAGE: usize = 4096;
 const M1: (usize, usize) = (0x10_0000, 2 * PAGE);
 const M2: (usize, usize) = (0x20_0000, 2 * PAGE);
 
-/// The cache plus one "contents" cell per mapping.
+/// The park plus one "contents" cell per mapping.
 struct World<const N: usize> {
-    cache: MappingPark<N>,
+    park: MappingPark<N>,
     contents: [UnsafeCell<usize>; 2],
 }
 
 impl<const N: usize> World<N> {
     fn new() -> Arc<Self> {
         Arc::new(World {
-            cache: MappingPark::new(1 << 20, 1 << 20),
+            park: MappingPark::new(1 << 20, 1 << 20),
             contents: [UnsafeCell::new(0), UnsafeCell::new(0)],
         })
     }
@@ -44,7 +44,7 @@ impl<const N: usize> World<N> {
     fn free(&self, m: (usize, usize), stamp: usize) -> Vec<(usize, usize)> {
         // SAFETY: the mapping is ours until parked; loom checks the claim.
         self.contents[Self::index(m)].with_mut(|c| unsafe { *c = stamp });
-        if self.cache.park(m.0, m.1) {
+        if self.park.park(m.0, m.1) {
             vec![]
         } else {
             vec![m]
@@ -53,7 +53,7 @@ impl<const N: usize> World<N> {
 
     /// Take a mapping of `need` bytes and read what its last owner wrote.
     fn take(&self, need: usize) -> Vec<(usize, usize)> {
-        match self.cache.take(need) {
+        match self.park.take(need) {
             Some(m) => {
                 // SAFETY: we just took the mapping; loom checks the claim.
                 let stamp = self.contents[Self::index(m)].with(|c| unsafe { *c });
@@ -67,13 +67,13 @@ impl<const N: usize> World<N> {
         }
     }
 
-    /// Drain the cache and check that every mapping is in exactly one place.
+    /// Drain the park and check that every mapping is in exactly one place.
     fn conserve(&self, held: Vec<(usize, usize)>, expected: &[(usize, usize)]) {
         let mut all = held;
-        while let Some(m) = self.cache.take(PAGE) {
+        while let Some(m) = self.park.take(PAGE) {
             all.push(m);
         }
-        assert_eq!(self.cache.bytes(), 0, "byte counter drifted");
+        assert_eq!(self.park.bytes(), 0, "byte counter drifted");
         all.sort_unstable();
         let mut want = expected.to_vec();
         want.sort_unstable();
@@ -102,9 +102,9 @@ fn park_races_take_and_park() {
 }
 
 #[test]
-fn full_cache_refuses_one_parker() {
+fn full_park_refuses_one_parker() {
     model(
-        "mapping_full_cache",
+        "mapping_full_park",
         2,
         "T1: park M1 | T2: park M2 (one slot)",
         || {

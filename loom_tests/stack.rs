@@ -1,4 +1,4 @@
-//! Loom models of the tagged Treiber stack (`shoalloc::stack`), the structure
+//! Loom models of the tagged Treiber stack (`shoalloc::internals::stack`), the structure
 //! under every shared pool: concurrent push/pop, the ABA scenario, and proof
 //! that the same scenario catches the untagged variant.
 #![cfg(loom)]
@@ -7,7 +7,7 @@ mod common;
 
 use common::{assert_stack_conserved, expect_caught, model, Nodes};
 use loom::thread;
-use shoalloc::stack::TaggedStack;
+use shoalloc::internals::stack::TaggedStack;
 use std::sync::Arc;
 
 /// Each node is pushed with a length derived from its handle, so a batch
@@ -41,11 +41,13 @@ fn stack_push_pop_2x2() {
             let t1 = thread::spawn(move || {
                 // SAFETY: node 2 is owned by this thread and in no stack.
                 unsafe { s.push(&*sp, 2, len_of(2)) };
-                s.pop(&*sp)
+                // SAFETY: this stack is only ever used with this one node space.
+                unsafe { s.pop(&*sp) }
             });
             let (s, sp) = (stack.clone(), space.clone());
             let t2 = thread::spawn(move || {
-                if let Some((h, len)) = s.pop(&*sp) {
+                // SAFETY: this stack is only ever used with this one node space.
+                if let Some((h, len)) = unsafe { s.pop(&*sp) } {
                     assert_eq!(len, len_of(h));
                     // SAFETY: we popped `h`, so we own it.
                     unsafe { s.push(&*sp, h, len) };
@@ -80,7 +82,8 @@ fn stack_push_pop_3x1() {
             let poppers: Vec<_> = (0..2)
                 .map(|_| {
                     let (s, sp) = (stack.clone(), space.clone());
-                    thread::spawn(move || s.pop(&*sp))
+                    // SAFETY: this stack is only ever used with this one node space.
+                    thread::spawn(move || unsafe { s.pop(&*sp) })
                 })
                 .collect();
             t1.join().unwrap();
@@ -111,13 +114,16 @@ fn stack_push_pop_3x2() {
             let t1 = thread::spawn(move || {
                 // SAFETY: node 4 is owned by this thread and in no stack.
                 unsafe { s.push(&*sp, 4, len_of(4)) };
-                s.pop(&*sp)
+                // SAFETY: this stack is only ever used with this one node space.
+                unsafe { s.pop(&*sp) }
             });
             let cyclers: Vec<_> = (0..2)
                 .map(|_| {
                     let (s, sp) = (stack.clone(), space.clone());
                     thread::spawn(move || {
-                        let (h, len) = s.pop(&*sp).expect("never empty: 4 nodes, 3 held at most");
+                        // SAFETY: this stack is only ever used with this one node space.
+                        let (h, len) =
+                            unsafe { s.pop(&*sp) }.expect("never empty: 4 nodes, 3 held at most");
                         assert_eq!(len, len_of(h));
                         // SAFETY: we popped `h`, so we own it.
                         unsafe { s.push(&*sp, h, len) };
@@ -144,11 +150,14 @@ fn aba<const T: bool>() {
     let space = Arc::new(Nodes::new(4));
     let stack = Arc::new(stack_with::<T>(&space, &[3, 2, 1]));
     let (s, sp) = (stack.clone(), space.clone());
-    let a = thread::spawn(move || s.pop(&*sp));
+    // SAFETY: this stack is only ever used with this one node space.
+    let a = thread::spawn(move || unsafe { s.pop(&*sp) });
     let (s, sp) = (stack.clone(), space.clone());
     let b = thread::spawn(move || {
-        let first = s.pop(&*sp).expect("stack has 3 nodes");
-        let second = s.pop(&*sp).expect("stack has 3 nodes");
+        // SAFETY: this stack is only ever used with this one node space.
+        let first = unsafe { s.pop(&*sp) }.expect("stack has 3 nodes");
+        // SAFETY: as above.
+        let second = unsafe { s.pop(&*sp) }.expect("stack has 3 nodes");
         // SAFETY: we popped `first`, so we own it.
         unsafe { s.push(&*sp, first.0, first.1) };
         second

@@ -9,7 +9,7 @@ use common::{
     assert_conserved, drain_cache, fill_cache, model, pools, take_blocks, ModelPools, CLASS,
 };
 use loom::thread;
-use shoalloc::cache::ThreadCache;
+use shoalloc::internals::cache::ThreadCache;
 use std::sync::Arc;
 
 /// The exiting thread: a cache of three blocks, flushed as batches of 2 and 1
@@ -18,7 +18,8 @@ fn exiting(pools: Arc<ModelPools>, blocks: Vec<usize>) -> thread::JoinHandle<Vec
     thread::spawn(move || {
         let mut cache = ThreadCache::new();
         fill_cache(&mut cache, &pools, &blocks);
-        cache.flush_all(&*pools);
+        // SAFETY: this cache is only ever used with this one pool.
+        unsafe { cache.flush_all(&*pools) };
         assert_eq!(cache.cached(CLASS), 0, "flush_all leaves nothing behind");
         Vec::new()
     })
@@ -29,7 +30,8 @@ fn allocating(pools: Arc<ModelPools>, n: usize) -> thread::JoinHandle<Vec<usize>
     thread::spawn(move || {
         let mut cache = ThreadCache::new();
         let mut held: Vec<usize> = (0..n)
-            .map(|_| cache.alloc(&*pools, CLASS) as usize)
+            // SAFETY: this cache is only ever used with this one pool.
+            .map(|_| unsafe { cache.alloc(&*pools, CLASS) } as usize)
             .collect();
         assert!(held.iter().all(|&b| b != 0), "out of memory");
         held.extend(drain_cache(&mut cache, &pools));

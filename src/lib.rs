@@ -37,6 +37,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+// Under loom only `PAGE` is used: the models bring their own memory.
+#[cfg_attr(loom, allow(dead_code))]
 mod os;
 mod shoal;
 mod sync;

@@ -23,7 +23,7 @@
 //! | `realloc(NULL, n)` | `malloc(n)` |
 //! | `realloc(p, 0)` | frees `p`, returns `NULL`, `errno` untouched — glibc's behaviour (C23 makes it undefined; glibc documents freeing) |
 //! | `realloc(p, n)` that fails | `NULL`, `errno = ENOMEM`, `p` intact and still owned by the caller |
-//! | `realloc(p, n)`, `n` in the block's size class, or a large object that [`resize_in_place`] keeps | `p` itself |
+//! | `realloc(p, n)`, `n` in the block's size class, or a large object whose mapping still fits it without leaving more than half unused | `p` itself |
 //! | `reallocarray(p, n, m)` with overflow | `NULL`, `errno = ENOMEM`, `p` intact |
 //! | `posix_memalign(&p, a, n)` | `EINVAL` unless `a` is a power of two and a multiple of `sizeof(void *)`; `ENOMEM` when out of memory; `p` written only on success; the answer is the return value (we do not set `errno`, though a refused `mmap` leaves `ENOMEM` there) |
 //! | `aligned_alloc(a, n)`, `memalign(a, n)` | `NULL`, `errno = EINVAL` unless `a` is a power of two (so `a = 0` is rejected; glibc's `memalign` instead rounds `a` up — we refuse rather than guess, as glibc 2.38's `aligned_alloc` does); any `n`, not only multiples of `a` (C17 DR 460) |
@@ -37,8 +37,8 @@
 //!
 //! ## Pointers that are not ours
 //! `free`, `cfree`, `realloc` and `malloc_usable_size` classify the pointer
-//! with [`Shoal::owner`], which reads memory only where shoalloc's registry
-//! says it is shoalloc's. A pointer that shoalloc did not hand out (stack or
+//! with [`Shoal::owner`], which reads memory only where shoalloc's address
+//! map says it is shoalloc's. A pointer that shoalloc did not hand out (stack or
 //! static memory, an interior pointer, a pointer from another allocator, a
 //! large object already freed) is reported on stderr with one `write(2)` —
 //! `shoalloc: free(0x…): invalid pointer …` — and the process is stopped
@@ -57,7 +57,7 @@
 //!   Shoal arms a thread's exit hook. `Shoal`'s per-thread slot is a
 //!   `const`-initialised thread-local without a destructor, and its
 //!   `ARMING` state sends re-entrant calls to the shared pools directly (see
-//!   `shoalloc::thread`). There is no constructor to run first: all state is
+//!   `src/shoal/thread.rs`). There is no constructor to run first: all state is
 //!   `static` and `const`-initialised.
 //! * **Thread exit.** Shoal's pthread key destructor returns a dying thread's
 //!   cached blocks to the shared pools; frees after it (later key
@@ -91,17 +91,14 @@
 //!   many-threaded parent without `exec` pays that per child.
 //! * Memory is not returned to glibc's `malloc_trim`/`mallinfo`/`mallopt`:
 //!   those still act on glibc's (unused) heap.
-//!
-//! [`resize_in_place`]: shoal::large::resize_in_place
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
-use shoal::os::PAGE;
-use shoal::size_class::{class_for, CLASS_SIZE};
-use shoal::{large, Owner, Shoal};
+use shoal::internals::PAGE;
+use shoal::Shoal;
 
 /// The alignment `malloc` guarantees: `alignof(max_align_t)` on x86-64 and
 /// aarch64, and the smallest Shoal ever gives.
@@ -206,7 +203,8 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 /// * `realloc(NULL, n)` is `malloc(n)`;
 /// * `realloc(p, 0)` frees `p` and returns null, as glibc does;
 /// * in place when `n` still maps to `p`'s size class, or when a large object
-///   can keep its mapping ([`shoal::large::resize_in_place`]);
+///   can keep its mapping (the policy of [`Shoal::realloc_unsized`], shared
+///   with Rust's `GlobalAlloc::realloc`);
 /// * otherwise allocate, copy, free. If that allocation fails, `p` is left
 ///   untouched and null is returned with `errno = ENOMEM`.
 ///
@@ -225,42 +223,13 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         unsafe { free(ptr) };
         return null_mut();
     }
-    let p = ptr.cast::<u8>();
-    let old_usable = match Shoal::owner(p) {
-        Owner::Small(class) => {
-            if class_for(size, MALLOC_ALIGN) == Some(class) {
-                return ptr;
-            }
-            // `owner` returns only valid class indices.
-            CLASS_SIZE[class] as usize
-        }
-        Owner::Large => {
-            // SAFETY: `owner` says `p` is a large object; the caller says it is live.
-            let usable = unsafe { large::usable_size(p) };
-            // SAFETY: as above, and the object is `usable` bytes long: we do
-            // not know how many the program used, so all of them count (a
-            // shrink hands back only whole pages past the new size).
-            if class_for(size, MALLOC_ALIGN).is_none()
-                && unsafe { large::resize_in_place(p, usable, size) }
-            {
-                return ptr;
-            }
-            usable
-        }
-        Owner::Foreign => invalid_pointer(b"realloc", ptr),
-    };
-    let new = Shoal::allocate(size, MALLOC_ALIGN);
-    if new.is_null() {
-        return fail(libc::ENOMEM);
+    // SAFETY: the caller says a pointer of ours is live and gives it up
+    // unless we return null; a foreign pointer is detected and left alone.
+    match unsafe { Shoal::realloc_unsized(ptr.cast(), size, MALLOC_ALIGN) } {
+        Ok(p) if p.is_null() => fail(libc::ENOMEM),
+        Ok(p) => p.cast(),
+        Err(_) => invalid_pointer(b"realloc", ptr),
     }
-    // SAFETY: `p` has `old_usable` readable bytes, `new` at least `size`
-    // writable ones, and they are distinct live blocks. `p` is ours (checked
-    // above), so `free_unsized` cannot fail; the caller gives it up.
-    unsafe {
-        core::ptr::copy_nonoverlapping(p, new, old_usable.min(size));
-        let _ = Shoal::free_unsized(p);
-    }
-    new.cast()
 }
 
 /// `realloc(ptr, n * size)`, except that an overflowing product returns null

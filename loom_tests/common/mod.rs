@@ -8,10 +8,10 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use shoalloc::cache::ThreadCache;
-use shoalloc::pool::{Backing, Batch, FreeBlock, Pools, SharedPool};
-use shoalloc::size_class::{cache_limit, first_block_offset, CLASS_SIZE};
-use shoalloc::stack::{BatchStack, NodeSpace, TaggedStack};
+use shoalloc::internals::cache::ThreadCache;
+use shoalloc::internals::pool::{Backing, Batch, FreeBlock, Pools, SharedPool};
+use shoalloc::internals::size_class::{cache_limit, first_block_offset, CLASS_SIZE};
+use shoalloc::internals::stack::{BatchStack, NodeSpace, TaggedStack};
 use std::alloc::Layout;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -201,7 +201,8 @@ unsafe impl Backing for ModelBacking {
     }
 
     fn acquire(&self, _class: usize) -> Option<u32> {
-        if let Some((handle, _)) = self.spare.pop(self) {
+        // SAFETY: this stack is only ever used with this one node space.
+        if let Some((handle, _)) = unsafe { self.spare.pop(self) } {
             return Some((handle >> OFFSET_BITS) as u32);
         }
         if self.racy_acquire {
@@ -294,7 +295,8 @@ pub fn drain_cache(cache: &mut ThreadCache, pools: &ModelPools) -> Vec<usize> {
     let n = cache.cached(CLASS);
     let out: Vec<usize> = (0..n)
         .map(|_| {
-            let p = cache.alloc(pools, CLASS);
+            // SAFETY: this cache is only ever used with this one pool.
+            let p = unsafe { cache.alloc(pools, CLASS) };
             assert!(!p.is_null());
             p as usize
         })
@@ -386,7 +388,8 @@ pub fn assert_stack_conserved<const T: bool>(
         seen[h as usize] += 1;
     }
     let mut popped = 0;
-    while let Some((h, len)) = stack.pop(space) {
+    // SAFETY: this stack is only ever used with this one node space.
+    while let Some((h, len)) = unsafe { stack.pop(space) } {
         assert!(
             (1..=nodes).contains(&h),
             "conservation: popped unknown node {h}"
