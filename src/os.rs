@@ -10,7 +10,7 @@
 //! the layers above run unchanged inside the interpreters.
 
 /// The page size every layer assumes. Linux on x86-64 and the common aarch64
-/// configurations use 4 KiB pages; [`page_size_ok`] checks it (once, on the
+/// configurations use 4 KiB pages; `page_size_ok` checks it (once, on the
 /// first mapping) outside the interpreters, and the allocators refuse memory
 /// on a kernel with another page size.
 pub const PAGE: usize = 4096;

@@ -120,7 +120,8 @@ impl GilAlloc {
         GilAlloc { _private: () }
     }
 
-    /// Capacity of the arena table (see [`MAX_ARENAS`]).
+    /// Capacity of the arena table: at most this many 1 MiB arenas are mapped
+    /// at once, i.e. 16 GiB of small objects.
     pub const MAX_ARENAS: usize = MAX_ARENAS;
 
     /// A snapshot of the process-wide heap's counters, taken under the lock.

@@ -1,7 +1,7 @@
 //! A snapshot of the baseline allocator's counters.
 
 /// Counters of the process-wide [`GilAlloc`](super::GilAlloc) heap, read under
-/// the global lock by [`stats`](super::stats) (all O(1): they are maintained
+/// the global lock by [`GilAlloc::stats`](super::GilAlloc::stats) (all O(1): they are maintained
 /// incrementally, so taking a snapshot costs one lock round-trip).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GilStats {

@@ -27,7 +27,7 @@ struct ClassCache {
 
 /// One thread's free lists, one per size class. `const`-constructible and
 /// without `Drop`, so it can live in a `thread_local!` that registers no
-/// destructor (see [`super::thread`]).
+/// destructor (see `shoal::thread`).
 #[derive(Debug)]
 pub struct ThreadCache {
     classes: [ClassCache; NUM_CLASSES],

@@ -37,7 +37,7 @@ const _: () = assert!(crate::os::ADDRESS_BITS <= LEN_SHIFT);
 /// global allocator, so `ShoalLocked` can be the `#[global_allocator]`.
 ///
 /// Fresh blocks are carved by a plain [`ClassPool`] per class over the same
-/// [`Segments`] that `Shoal` uses; the carving pool's own lock-free stack is
+/// `Segments` that `Shoal` uses; the carving pool's own lock-free stack is
 /// never pushed to, so under the lock `ClassPool::take` only carves. Its
 /// atomics are uncontended there: the mutex is what serialises everything.
 pub struct LockedPools {

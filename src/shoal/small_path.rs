@@ -36,7 +36,7 @@ static POOLS: Pools<Segments> = Pools::new(Segments);
 thread_caches!(static CACHES: ThreadCaches<Pools<Segments>> = &POOLS, slot ShoalSlot);
 
 /// `Shoal`'s small path: a per-thread cache served with plain loads and
-/// stores, refilled from and flushed to [`POOLS`] one batch per CAS.
+/// stores, refilled from and flushed to `POOLS` one batch per CAS.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ThreadCached;
 
@@ -57,7 +57,7 @@ unsafe impl SmallPath for ThreadCached {
 }
 
 /// Ablation: no thread caches. Every small allocation takes a batch from
-/// [`POOLS`] and gives the rest back (two CASes); every free pushes a batch
+/// `POOLS` and gives the rest back (two CASes); every free pushes a batch
 /// of one (one CAS), all on the class's shared stack head.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Uncached;
