@@ -19,10 +19,8 @@ fn impossible_sizes_return_null() {
             // SAFETY: a valid layout; the result is only compared with null.
             assert!(unsafe { a.alloc(l) }.is_null(), "{size} bytes");
             // SAFETY: as above.
-            assert!(
-                unsafe { a.alloc_zeroed(l) }.is_null(),
-                "{size} bytes zeroed"
-            );
+            let zeroed = unsafe { a.alloc_zeroed(l) };
+            assert!(zeroed.is_null(), "{size} bytes zeroed");
         }
     }
 }
@@ -57,54 +55,50 @@ fn realloc_failure_leaves_the_block_intact() {
     }
 }
 
+/// `Shoal::owner` for a pointer that no thread frees during the call.
+fn owner(ptr: *const u8) -> Owner {
+    // SAFETY: the pointers passed here are not ours, or point into an object
+    // the calling test owns and frees only after the call returns, or (the
+    // last check) into a freed large object's range, where no other object
+    // can be freed meanwhile: no other test of this binary keeps a large
+    // object live.
+    unsafe { Shoal::owner(ptr) }
+}
+
 #[test]
 fn foreign_and_misplaced_pointers_are_recognised() {
     let local = 7u64;
     static STATIC: u64 = 9;
-    assert_eq!(Shoal::owner(std::ptr::null()), Owner::Foreign);
-    assert_eq!(
-        Shoal::owner(&local as *const u64 as *const u8),
-        Owner::Foreign
-    );
-    assert_eq!(
-        Shoal::owner(&STATIC as *const u64 as *const u8),
-        Owner::Foreign
-    );
-    assert_eq!(Shoal::owner(usize::MAX as *const u8), Owner::Foreign);
+    assert_eq!(owner(std::ptr::null()), Owner::Foreign);
+    assert_eq!(owner(&local as *const u64 as *const u8), Owner::Foreign);
+    assert_eq!(owner(&STATIC as *const u64 as *const u8), Owner::Foreign);
+    assert_eq!(owner(usize::MAX as *const u8), Owner::Foreign);
 
     let l = Layout::from_size_align(48, 16).unwrap();
     // SAFETY: valid layout.
     let p = unsafe { Shoal::new().alloc(l) };
-    assert!(matches!(Shoal::owner(p), Owner::Small(_)));
-    assert_eq!(
-        Shoal::owner(p.wrapping_add(8)),
-        Owner::Foreign,
-        "interior pointer"
-    );
+    assert!(matches!(owner(p), Owner::Small(_)));
+    assert_eq!(owner(p.wrapping_add(8)), Owner::Foreign, "interior pointer");
     // The first byte past the segment: the granule after it may be unmapped,
     // and must not be read.
     let end = ((p as usize & !(SEGMENT - 1)) + SEGMENT) as *const u8;
-    assert_eq!(
-        Shoal::owner(end),
-        Owner::Foreign,
-        "pointer at the next granule"
-    );
+    assert_eq!(owner(end), Owner::Foreign, "pointer at the next granule");
     // SAFETY: allocated above, freed once.
     unsafe { Shoal::new().dealloc(p, l) };
 
     let big = Layout::from_size_align(1 << 20, 64).unwrap();
     // SAFETY: valid layout.
     let q = unsafe { Shoal::new().alloc(big) };
-    assert_eq!(Shoal::owner(q), Owner::Large);
+    assert_eq!(owner(q), Owner::Large);
     assert_eq!(
-        Shoal::owner(q.wrapping_add(64)),
+        owner(q.wrapping_add(64)),
         Owner::Foreign,
         "interior of a large object"
     );
     // SAFETY: allocated above, freed once.
     unsafe { Shoal::new().dealloc(q, big) };
     assert_eq!(
-        Shoal::owner(q),
+        owner(q),
         Owner::Foreign,
         "a freed large object is no longer ours"
     );

@@ -1,17 +1,21 @@
 //! `GilAlloc` through its public API only, called directly through
 //! `GlobalAlloc` (this binary's global allocator stays `System`, so the
-//! counters move only when a test calls `GilAlloc`).
+//! counters move only when a test calls `GilAlloc`). The checks every
+//! allocator must pass are in `oracle.rs` and `stress.rs`; these are the ones
+//! specific to the pymalloc design: its statistics, arenas going back to the
+//! OS, pools reused across classes, the routing to the system allocator.
 //!
 //! The heap is process-wide, so every test takes `SERIAL` first: the
-//! statistics assertions need a quiet heap, and the fault switch must fire on
-//! the allocation its test expects. Every test frees what it allocates, except
-//! the second copy of the fault test's double-handed-out block, so statistics
-//! are compared with a snapshot taken at the start of the test.
+//! statistics assertions need a quiet heap. Every test frees what it
+//! allocates, so statistics are compared with a snapshot taken at the start
+//! of the test.
 
-use shoalloc::gil::{fault_double_handout_armed, set_fault_double_handout, stats, MAX_ARENAS};
-use shoalloc::GilAlloc;
+mod support;
+
+use shoalloc::{GilAlloc, GilStats};
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use support::{fill, verify, verify_prefix, Rng};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -20,6 +24,10 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 const A: GilAlloc = GilAlloc::new();
+
+fn stats() -> GilStats {
+    A.stats()
+}
 
 fn layout(size: usize, align: usize) -> Layout {
     Layout::from_size_align(size, align).unwrap()
@@ -39,35 +47,14 @@ fn free(p: *mut u8, l: Layout) {
     unsafe { A.dealloc(p, l) }
 }
 
-fn fill(p: *mut u8, len: usize, seed: u8) {
-    for i in 0..len {
-        // SAFETY: `p` is a live allocation of at least `len` bytes.
-        unsafe { p.add(i).write(seed.wrapping_add(i as u8)) };
-    }
+/// Checks the pattern `fill(p, len, id)` wrote.
+fn check(p: *const u8, len: usize, id: u64) {
+    verify(p, len, id).unwrap();
 }
 
-fn check(p: *const u8, len: usize, seed: u8) {
-    // SAFETY: `p` is a live allocation of at least `len` bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(p, len) };
-    for (i, &b) in bytes.iter().enumerate() {
-        assert_eq!(b, seed.wrapping_add(i as u8), "byte {i} of {len} corrupted");
-    }
-}
-
-/// xorshift64*: deterministic, allocation-free randomness.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+/// Checks the first `keep` bytes of what `fill(p, written, id)` wrote.
+fn check_prefix(p: *const u8, written: usize, keep: usize, id: u64) {
+    verify_prefix(p, written, keep, id).unwrap();
 }
 
 #[test]
@@ -79,7 +66,7 @@ fn every_small_size_and_alignment_holds_its_bytes() {
         for align in [1, 2, 4, 8, 16] {
             let l = layout(size, align);
             let p = alloc(l);
-            fill(p, size, size as u8);
+            fill(p, size, size as u64);
             live.push((p, l));
         }
     }
@@ -87,7 +74,7 @@ fn every_small_size_and_alignment_holds_its_bytes() {
     assert_eq!(mid.small_blocks - before.small_blocks, 512 * 5);
     assert_eq!(mid.system_blocks - before.system_blocks, 88 * 5);
     for &(p, l) in &live {
-        check(p, l.size(), l.size() as u8);
+        check(p, l.size(), l.size() as u64);
         free(p, l);
     }
     let after = stats();
@@ -116,7 +103,7 @@ fn realloc_stays_in_place_within_a_class() {
     // SAFETY: as above.
     let s = unsafe { A.realloc(r, layout(33, 8), 8) };
     assert!(!s.is_null());
-    check(s, 8, 3);
+    check_prefix(s, 17, 8, 3);
     free(s, layout(8, 8));
 }
 
@@ -133,7 +120,7 @@ fn realloc_moves_between_pymalloc_and_the_system() {
         let q = unsafe { A.realloc(p, layout(size, 16), new) };
         assert!(!q.is_null());
         assert_eq!(q as usize % 16, 0);
-        check(q, keep, 9);
+        check_prefix(q, 100, keep, 9);
         p = q;
         size = new;
     }
@@ -162,12 +149,12 @@ fn alignments_up_to_4096_and_beyond() {
         for size in [1, 16, 100, 512, 4096, 10_000] {
             let l = layout(size, align);
             let p = alloc(l);
-            fill(p, size, shift as u8);
+            fill(p, size, shift as u64);
             // SAFETY: live block of `l`; a larger size keeps the alignment.
             let q = unsafe { A.realloc(p, l, size * 2) };
             assert!(!q.is_null());
             assert_eq!(q as usize % align, 0, "realloc lost alignment {align}");
-            check(q, size, shift as u8);
+            check(q, size, shift as u64);
             free(q, layout(size * 2, align));
         }
     }
@@ -222,41 +209,11 @@ fn zero_size_is_served_as_one_byte() {
 }
 
 #[test]
-fn alloc_zeroed_clears_recycled_blocks() {
-    let _s = serial();
-    for (size, align) in [(48, 8), (512, 16), (2000, 8), (40, 64)] {
-        let l = layout(size, align);
-        let dirty: Vec<*mut u8> = (0..100).map(|_| alloc(l)).collect();
-        for &p in &dirty {
-            // SAFETY: live block of `size` bytes.
-            unsafe { p.write_bytes(0xFF, size) };
-        }
-        for &p in &dirty {
-            free(p, l);
-        }
-        let clean: Vec<*mut u8> = (0..100)
-            .map(|_| {
-                // SAFETY: non-zero size.
-                let p = unsafe { A.alloc_zeroed(l) };
-                assert!(!p.is_null());
-                p
-            })
-            .collect();
-        for &p in &clean {
-            // SAFETY: live block of `size` bytes.
-            let bytes = unsafe { std::slice::from_raw_parts(p, size) };
-            assert!(bytes.iter().all(|&b| b == 0), "alloc_zeroed left data");
-            free(p, l);
-        }
-    }
-}
-
-#[test]
 #[cfg_attr(miri, ignore = "maps several arenas")]
 fn empty_arenas_go_back_to_the_os() {
     let _s = serial();
     let before = stats();
-    assert_eq!(before.arena_limit, MAX_ARENAS);
+    assert_eq!(before.arena_limit, GilAlloc::MAX_ARENAS);
     // 512-byte blocks: 31 per pool, 1984 per arena; take about 5 arenas.
     let l = layout(512, 16);
     let blocks: Vec<*mut u8> = (0..5 * 1984).map(|_| alloc(l)).collect();
@@ -329,24 +286,6 @@ fn handles_are_interchangeable() {
 }
 
 #[test]
-fn fault_switch_hands_one_block_out_twice() {
-    let _s = serial();
-    let l = layout(40, 8);
-    // SAFETY: this test frees only one of the two copies (see below).
-    unsafe { set_fault_double_handout(true) };
-    let a = alloc(l);
-    assert!(!fault_double_handout_armed(), "the switch is one-shot");
-    fill(a, 40, 0);
-    let b = alloc(l);
-    assert_eq!(a, b, "the faulted block comes back");
-    let c = alloc(l);
-    assert_ne!(c, a, "and only once");
-    // Free one copy only; the other stays handed out for good.
-    free(a, l);
-    free(c, l);
-}
-
-#[test]
 #[cfg_attr(miri, ignore = "too many operations for the interpreter")]
 fn eight_threads_random_sizes() {
     let _s = serial();
@@ -354,28 +293,28 @@ fn eight_threads_random_sizes() {
     let threads: Vec<_> = (0..8u64)
         .map(|t| {
             std::thread::spawn(move || {
-                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((t + 1) * 0x1234_5678));
-                let mut live: Vec<(*mut u8, Layout, u8)> = Vec::new();
+                let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ ((t + 1) * 0x1234_5678));
+                let mut live: Vec<(*mut u8, Layout, u64)> = Vec::new();
                 for i in 0..20_000u32 {
                     let r = rng.below(100);
                     if live.len() > 300 || (r < 45 && !live.is_empty()) {
                         let k = rng.below(live.len() as u64) as usize;
-                        let (p, l, seed) = live.swap_remove(k);
-                        check(p, l.size(), seed);
+                        let (p, l, id) = live.swap_remove(k);
+                        check(p, l.size(), id);
                         free(p, l);
                     } else if r < 55 && !live.is_empty() {
                         let k = rng.below(live.len() as u64) as usize;
-                        let (p, l, seed) = live[k];
+                        let (p, l, id) = live[k];
                         let new = 1 + rng.below(1500) as usize;
                         // SAFETY: live block of `l`; `new` is a valid size.
                         let q = unsafe { A.realloc(p, l, new) };
                         assert!(!q.is_null());
                         assert_eq!(q as usize % l.align(), 0);
                         let keep = new.min(l.size());
-                        check(q, keep, seed);
+                        check_prefix(q, l.size(), keep, id);
                         let nl = layout(new, l.align());
-                        fill(q, new, seed);
-                        live[k] = (q, nl, seed);
+                        fill(q, new, id);
+                        live[k] = (q, nl, id);
                     } else {
                         let size = match rng.below(10) {
                             0 => 513 + rng.below(4000) as usize,
@@ -388,13 +327,13 @@ fn eight_threads_random_sizes() {
                         };
                         let l = layout(size, align);
                         let p = alloc(l);
-                        let seed = (t as u8).wrapping_mul(31).wrapping_add(i as u8);
-                        fill(p, size, seed);
-                        live.push((p, l, seed));
+                        let id = t << 32 | u64::from(i);
+                        fill(p, size, id);
+                        live.push((p, l, id));
                     }
                 }
-                for (p, l, seed) in live {
-                    check(p, l.size(), seed);
+                for (p, l, id) in live {
+                    check(p, l.size(), id);
                     free(p, l);
                 }
             })

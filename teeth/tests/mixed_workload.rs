@@ -8,6 +8,7 @@
 //! fault that strands each dying thread's cache, and requires that run to
 //! fail the RSS check, so the check is known to have teeth.
 
+use shoalloc::internals::fault::{set, Fault};
 use std::alloc::{alloc, dealloc, Layout};
 use std::process::Command;
 use std::sync::Mutex;
@@ -153,8 +154,9 @@ fn run() -> Result<(), String> {
 
 fn main() {
     if std::env::var_os("MIXED_WORKLOAD_STRAND").is_some() {
-        // SAFETY: the child run exists to show the leak is caught.
-        unsafe { shoalloc::fault::set_strand_on_exit(true) };
+        // SAFETY: the child run exists to show the leak is caught; its heap
+        // is discarded when it exits.
+        unsafe { set(Fault::StrandOnExit, true) };
         if let Err(e) = run() {
             eprintln!("{e}");
             std::process::exit(1);
