@@ -22,8 +22,10 @@ start=$(date +%s)
 cargo "${build[@]}" --lib --test global_allocator --test stress --no-run
 built=$(date +%s)
 cargo "${build[@]}" --lib --test global_allocator
-# The stress test runs timed waves of 8 threads and asserts that at least two
-# waves ran; under TSan a wave takes seconds, so its two tests (Shoal, GIL)
-# run one after the other rather than sharing the two cores.
+# The stress test runs timed waves of 8 threads on each of the four
+# allocators (Shoal, its two ablations, GilAlloc), one allocator after the
+# other, with a minimum number of waves whatever the clock says; under TSan a
+# wave takes seconds, so the tests run one at a time rather than sharing the
+# two cores.
 cargo "${build[@]}" --test stress -- --test-threads=1 --nocapture
 echo "tsan: build $((built - start)) s, tests $(($(date +%s) - built)) s"

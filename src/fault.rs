@@ -23,12 +23,16 @@ pub enum Fault {
     ///
     /// In `Shoal` and its ablations every other refill of a thread cache (and
     /// every other uncached allocation) of a class hands out the block that
-    /// the previous one of that class handed out. In `GilAlloc` a small
-    /// allocation leaves its block on the pymalloc pool's free list, so the
-    /// next allocation of the class returns it again (one such block at a
-    /// time). The free lists stay intact in both, so the corruption is only
-    /// what the two owners do to each other — exactly what the checkers must
-    /// see.
+    /// the previous one of that class handed out; the refill's own batch
+    /// stays intact, so until one owner frees the block the damage is only
+    /// what the two owners do to each other. Once one owner frees it, the
+    /// other's writes land in a free list's link words and may crash the
+    /// process before a checker speaks: the stress teeth run in a child
+    /// process and count a crash as caught. In `GilAlloc` a small allocation
+    /// leaves its block on the pymalloc pool's free list, with its real link
+    /// kept aside, so the next allocation of the class returns it again (one
+    /// such block at a time); that heap stays consistent as long as at most
+    /// one of the two copies is freed.
     DoubleHandout,
     /// A dying thread's exit hook marks the thread dead but does not return
     /// its cached blocks: they are stranded, as in an allocator that forgets

@@ -165,7 +165,7 @@ impl ThreadCache {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::size_class::CLASS_SIZE;
+    use crate::shoal::size_class::CLASS_SIZE;
     use super::*;
     use std::cell::{Cell, RefCell};
 
