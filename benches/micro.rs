@@ -1,8 +1,9 @@
 //! `cargo bench --bench micro`: criterion micro-benchmarks of every compared
-//! allocator, called directly through `&'static dyn GlobalAlloc` (no global
-//! allocator dispatch: this binary's own allocations use the system
-//! allocator, and each measured call goes straight to the allocator under
-//! test).
+//! allocator — the table in `benches/common/allocators.rs`, shared with the
+//! scaling benchmark — called directly through `&'static dyn GlobalAlloc`
+//! (no global allocator dispatch: this binary's own allocations use the
+//! system allocator, and each measured call goes straight to the allocator
+//! under test).
 //!
 //! Groups (filter with `cargo bench --bench micro -- pair/` etc.):
 //! - `pair/<size>`: one `alloc` + `dealloc` of the same size — the
@@ -18,35 +19,16 @@
 //! Measurement times are short (0.3 s per benchmark, 10 samples) so the whole
 //! run takes about a minute; pass `--measurement-time` to criterion for more.
 
-use core::alloc::{GlobalAlloc, Layout};
+#[path = "common/allocators.rs"]
+mod allocators;
+
+use allocators::{Alloc, ALLOCATORS};
+use core::alloc::Layout;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shoalloc::ablation::{ShoalLocked, ShoalNoCache};
-use shoalloc::{GilAlloc, Shoal};
-use std::alloc::System;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-
-type Alloc = &'static (dyn GlobalAlloc + Sync);
-
-static SHOAL: Shoal = Shoal::new();
-static GIL: GilAlloc = GilAlloc::new();
-static NOCACHE: ShoalNoCache = ShoalNoCache::new();
-static LOCKED: ShoalLocked = ShoalLocked::new();
-static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// Every compared allocator, with the names the scaling benchmark uses.
-static ALLOCATORS: [(&str, Alloc); 7] = [
-    ("shoal", &SHOAL),
-    ("gil", &GIL),
-    ("shoal-nocache", &NOCACHE),
-    ("shoal-locked", &LOCKED),
-    ("system", &System),
-    ("mimalloc", &MIMALLOC),
-    ("jemalloc", &JEMALLOC),
-];
 
 const SIZES: [usize; 6] = [16, 64, 256, 1024, 8192, 32768];
 

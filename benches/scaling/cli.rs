@@ -8,29 +8,41 @@ use std::path::PathBuf;
 pub const HELP: &str = "\
 usage: cargo bench --bench scaling -- [options]
 
-  --quick               reduced sweep: threads 1,2,4, 5 reps, 12% sizes (about 2 minutes on 2 cores)
-  --smoke               every workload x allocator once at 2 threads, tiny sizes (CI)
-  --full                the default: threads 1,2,4,8,16, 5 reps, full sizes
+With no options, the default sweep: every workload x allocator at threads 1,2,4, 5 interleaved
+repetitions, 12% of full sizes, in 1 to 3 minutes on 2 cores (well under 10). A progress bar on
+stderr shows cells done / total and the estimated time left. Writes the tables, papers/results.md
+and papers/figures/. It skips the real programs under LD_PRELOAD, which alone take about 8
+minutes more on 2 cores and would break the 10-minute bound: add --preload, or use --full.
+
+  --full                the long sweep: threads 1,2,4,8,16, 5 reps, full sizes (15 to 25 minutes
+                        on 2 cores), then the real programs under LD_PRELOAD
+  --quick               the default sweep (kept for old command lines)
+  --smoke               every workload x allocator once at 2 threads, tiny sizes (CI; seconds)
   --workloads a,b       only these workloads (see --list)
   --allocators x,y      only these allocators
   --threads 1,2         only these thread counts
   --reps N              repetitions per cell
   --scale F             multiply every workload's size by F (overrides the mode's)
-  --timeout S           seconds before a cell is killed (default: 600 full, 120 quick, 60 smoke)
+  --timeout S           seconds before a cell is killed (default: 120; 600 with --full, 60 with
+                        --smoke)
   --csv PATH            write one row per run
   --papers DIR          write DIR/results.md and DIR/figures/*.svg (default: papers/ for
-                        unfiltered quick and full runs, nothing otherwise)
+                        unfiltered default and --full runs, nothing otherwise)
   --no-papers           do not write papers/
   --preload             also run real C programs under LD_PRELOAD of libshoalloc.so, mimalloc,
-                        jemalloc, tcmalloc and glibc (capi/bench/preload.sh -> papers/preload.md);
-                        the default for unfiltered full runs
-  --no-preload          skip the LD_PRELOAD programs
+                        jemalloc, tcmalloc and glibc, as many repetitions as --reps
+                        (capi/bench/preload.sh -> papers/preload.md); on by default only for
+                        unfiltered --full runs
+  --no-preload          skip the LD_PRELOAD programs (also in --full runs)
   --no-progress         no progress bar
   --priority            run cells at nice -10 (needs root or CAP_SYS_NICE; ignored otherwise)
                         so that other work on a shared machine disturbs them less
   --fault double-handout
-                        checks the checkers: turn on Shoal's deliberate double-handout fault
-                        (src/fault.rs) in every cell; every shoal / shoal-locked cell should FAIL
+                        checks the checkers: turn on the deliberate double-handout fault
+                        (src/fault.rs) in every cell: the shoal, shoal-nocache, shoal-locked and
+                        gil cells should FAIL (pair and cache-* keep too few blocks live to
+                        always catch it). Needs the fault hooks, compiled in only by
+                        cargo bench --bench scaling --features fault-injection -- --fault ...
   --list                list workloads and allocators
   --help
 ";
@@ -38,12 +50,17 @@ usage: cargo bench --bench scaling -- [options]
 /// Sweep size presets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// `--full`: the long sweep, then the real programs under `LD_PRELOAD`.
     Full,
+    /// The default (also `--quick`): the reduced sweep, well under 10
+    /// minutes on 2 cores.
     Quick,
+    /// `--smoke`: every cell once, tiny, for CI.
     Smoke,
 }
 
 impl Mode {
+    /// The name in reports; `quick` is the default sweep.
     pub fn name(self) -> &'static str {
         match self {
             Mode::Full => "full",
@@ -130,8 +147,9 @@ pub struct Cell {
     pub fault: Option<Fault>,
 }
 
-/// Deliberate faults (see `shoalloc::fault`), to show the workloads' own
-/// checks catch a broken allocator.
+/// Deliberate faults (`src/fault.rs`, compiled only in fault-injection
+/// builds, `cfg(shoalloc_fault)`), to show the workloads' own checks catch a
+/// broken allocator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Thread-cache refills hand out an already-live block now and then.
@@ -139,8 +157,17 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub fn parse(s: &str) -> Option<Self> {
-        (s == "double-handout").then_some(Fault::DoubleHandout)
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !cfg!(shoalloc_fault) {
+            return Err(format!(
+                "--fault {s} needs the fault hooks: cargo bench --bench scaling \
+                 --features fault-injection -- --fault {s} ..."
+            ));
+        }
+        match s {
+            "double-handout" => Ok(Fault::DoubleHandout),
+            _ => Err(format!("unknown fault {s:?}")),
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -165,7 +192,7 @@ fn list<T>(v: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>,
 }
 
 fn allocator(name: &str) -> Option<&'static str> {
-    dispatch::code_of(name).map(|i| dispatch::NAMES[i])
+    dispatch::find(name)
 }
 
 fn threads(s: &str) -> Option<usize> {
@@ -173,7 +200,7 @@ fn threads(s: &str) -> Option<usize> {
 }
 
 pub fn parse(args: &[String]) -> Result<Command, String> {
-    let mut mode = Mode::Full;
+    let mut mode = Mode::Quick;
     let mut preload: Option<bool> = None;
     let mut threads_opt = None;
     let mut reps = None;
@@ -222,8 +249,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                         "--priority" => cell.priority = true,
                         "--fault" => {
                             let f = value(&mut it, "--fault")?;
-                            cell.fault =
-                                Some(Fault::parse(&f).ok_or(format!("unknown fault {f:?}"))?);
+                            cell.fault = Some(Fault::parse(&f)?);
                         }
                         _ => {}
                     }
@@ -274,7 +300,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--priority" => priority = true,
             "--fault" => {
                 let f = value(&mut it, arg)?;
-                fault = Some(Fault::parse(&f).ok_or(format!("unknown fault {f:?}"))?);
+                fault = Some(Fault::parse(&f)?);
             }
             "--list" => return Ok(Command::List),
             "--help" | "-h" => return Ok(Command::Help),
@@ -303,7 +329,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         scale: scale.unwrap_or_else(|| mode.scale()),
         timeout_s: timeout.unwrap_or_else(|| mode.timeout_s()),
         workloads: wl.unwrap_or_else(|| workloads::ALL.iter().collect()),
-        allocators: al.unwrap_or_else(|| dispatch::NAMES.to_vec()),
+        allocators: al.unwrap_or_else(|| dispatch::names().collect()),
         csv,
         papers,
         progress,

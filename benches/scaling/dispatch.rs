@@ -13,10 +13,14 @@
 //!
 //! # Cost
 //! The choice is read lazily by the first call (with `libc::getenv`, which
-//! does not allocate) and cached in an atomic byte. After that each call
-//! costs one relaxed load of a never-written cache line and one
-//! perfectly predicted branch on its value (`match` over seven arms). That
-//! is a nanosecond or less, identical for every allocator.
+//! does not allocate) and cached in an atomic byte: the allocator's index
+//! in [`ALLOCATORS`]. After that each call costs one relaxed load of a
+//! never-written cache line, a load of the table entry (read-only) and one
+//! indirect call through the `dyn GlobalAlloc` vtable, whose target never
+//! changes and so is perfectly predicted. No allocator is inlined into the
+//! dispatcher — `system` included, every allocator is reached by exactly
+//! this sequence — so the overhead, a nanosecond or two, is identical for
+//! all of them.
 //!
 //! # Why it is sound
 //! The choice is fixed before the first allocation returns and never changes
@@ -24,12 +28,10 @@
 //! produced the pointer. Two threads racing on the first call both read the
 //! same environment variable and store the same value.
 
+use crate::allocators::{Alloc, ALLOCATORS};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicU8, Ordering};
-use shoalloc::ablation::{ShoalLocked, ShoalNoCache};
-use shoalloc::{GilAlloc, Shoal};
-use std::alloc::System;
 
 /// Environment variable that names the allocator of a benchmark process.
 pub const ENV_VAR: &str = "SHOALLOC_BENCH_ALLOC";
@@ -37,114 +39,77 @@ pub const ENV_VAR: &str = "SHOALLOC_BENCH_ALLOC";
 /// The same name as a C string, for `getenv` inside the allocator.
 const ENV_VAR_C: &CStr = c"SHOALLOC_BENCH_ALLOC";
 
-/// Every compared allocator, in report order. The index is its code.
-pub const NAMES: [&str; 7] = [
-    "shoal",
-    "gil",
-    "shoal-nocache",
-    "shoal-locked",
-    "system",
-    "mimalloc",
-    "jemalloc",
-];
-
-/// Code of the allocator used when [`ENV_VAR`] is unset (the parent process).
-const DEFAULT: u8 = 4; // system
+/// The allocator used when [`ENV_VAR`] is unset or unknown (the parent
+/// process).
+const DEFAULT: &str = "system";
 
 /// Not chosen yet.
 const UNSET: u8 = u8::MAX;
 
+/// Index in [`ALLOCATORS`] of the chosen allocator, or [`UNSET`].
 static CHOICE: AtomicU8 = AtomicU8::new(UNSET);
 
-static SHOAL: Shoal = Shoal::new();
-static GIL: GilAlloc = GilAlloc::new();
-static NOCACHE: ShoalNoCache = ShoalNoCache::new();
-static LOCKED: ShoalLocked = ShoalLocked::new();
-static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+/// Every allocator's name, in report order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ALLOCATORS.iter().map(|&(name, _)| name)
+}
 
-/// The allocator code for `name`, if it is one of [`NAMES`].
-pub fn code_of(name: &str) -> Option<usize> {
-    NAMES.iter().position(|n| *n == name)
+/// The index in [`ALLOCATORS`] of the allocator called `name`.
+fn index_of(name: &[u8]) -> Option<usize> {
+    ALLOCATORS.iter().position(|(n, _)| n.as_bytes() == name)
+}
+
+/// The table's own copy of `name`, if it names an allocator.
+pub fn find(name: &str) -> Option<&'static str> {
+    index_of(name.as_bytes()).map(|i| ALLOCATORS[i].0)
 }
 
 /// Name of the allocator this process uses (fixes the choice if no
 /// allocation happened yet).
 pub fn active() -> &'static str {
-    NAMES[choice() as usize]
+    ALLOCATORS[choice()].0
 }
 
 /// `true` if [`ENV_VAR`] names an allocator this binary knows (or is unset).
 pub fn env_is_valid() -> bool {
     match std::env::var(ENV_VAR) {
-        Ok(v) => code_of(&v).is_some(),
+        Ok(v) => find(&v).is_some(),
         Err(_) => true,
     }
 }
 
+/// The chosen allocator.
 #[inline]
-fn choice() -> u8 {
+fn chosen() -> Alloc {
+    ALLOCATORS[choice()].1
+}
+
+#[inline]
+fn choice() -> usize {
     let c = CHOICE.load(Ordering::Relaxed);
     if c != UNSET {
-        return c;
+        return usize::from(c);
     }
     init()
 }
 
 #[cold]
 #[inline(never)]
-fn init() -> u8 {
+fn init() -> usize {
     // SAFETY: `getenv` with a NUL-terminated name; nothing in this program
     // calls `setenv`, so the returned string stays valid while we read it.
     let value = unsafe { libc::getenv(ENV_VAR_C.as_ptr()) };
-    let code = if value.is_null() {
-        DEFAULT
+    let named = if value.is_null() {
+        None
     } else {
         // SAFETY: a non-null `getenv` result is a NUL-terminated string.
-        let bytes = unsafe { CStr::from_ptr(value) }.to_bytes();
-        NAMES
-            .iter()
-            .position(|n| n.as_bytes() == bytes)
-            .map_or(DEFAULT, |i| i as u8)
+        index_of(unsafe { CStr::from_ptr(value) }.to_bytes())
     };
-    CHOICE.store(code, Ordering::Relaxed);
-    code
-}
-
-/// Runs `$body` with `$a` bound to the chosen allocator.
-macro_rules! with_chosen {
-    ($a:ident => $body:expr) => {
-        match choice() {
-            0 => {
-                let $a = &SHOAL;
-                $body
-            }
-            1 => {
-                let $a = &GIL;
-                $body
-            }
-            2 => {
-                let $a = &NOCACHE;
-                $body
-            }
-            3 => {
-                let $a = &LOCKED;
-                $body
-            }
-            5 => {
-                let $a = &MIMALLOC;
-                $body
-            }
-            6 => {
-                let $a = &JEMALLOC;
-                $body
-            }
-            _ => {
-                let $a = &System;
-                $body
-            }
-        }
-    };
+    let index = named
+        .or_else(|| index_of(DEFAULT.as_bytes()))
+        .expect("the default allocator is in the table");
+    CHOICE.store(index as u8, Ordering::Relaxed);
+    index
 }
 
 /// The dispatching global allocator (see the module docs).
@@ -158,24 +123,24 @@ unsafe impl GlobalAlloc for Dispatch {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded contract.
-        with_chosen!(a => unsafe { a.alloc(layout) })
+        unsafe { chosen().alloc(layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded contract; `ptr` came from the same allocator.
-        with_chosen!(a => unsafe { a.dealloc(ptr, layout) })
+        unsafe { chosen().dealloc(ptr, layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded contract.
-        with_chosen!(a => unsafe { a.alloc_zeroed(layout) })
+        unsafe { chosen().alloc_zeroed(layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded contract; `ptr` came from the same allocator.
-        with_chosen!(a => unsafe { a.realloc(ptr, layout, new_size) })
+        unsafe { chosen().realloc(ptr, layout, new_size) }
     }
 }

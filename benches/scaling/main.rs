@@ -3,12 +3,17 @@
 //! allocators, on workloads that separate allocator designs.
 //!
 //! ```text
-//! cargo bench --bench scaling                          # full sweep (1,2,4,8,16 threads, 5 reps) + LD_PRELOAD programs
-//! cargo bench --bench scaling -- --quick --csv out.csv # reduced sweep, a few minutes
+//! cargo bench --bench scaling                          # default sweep (1,2,4 threads, 5 reps, 12% sizes), 1-3 min on 2 cores
+//! cargo bench --bench scaling -- --csv out.csv         # the same, plus one CSV row per run
+//! cargo bench --bench scaling -- --full                # long sweep (1,2,4,8,16 threads, full sizes) + LD_PRELOAD programs
 //! cargo bench --bench scaling -- --smoke               # every workload x allocator once, for CI
 //! cargo bench --bench scaling -- --workloads larson,xmalloc --allocators shoal,mimalloc --threads 1,2
 //! cargo bench --bench scaling -- --help
 //! ```
+//!
+//! `--quick` is accepted as the old name of the default sweep. While cells
+//! run, a progress bar on stderr shows cells done / total and the time left,
+//! estimated from the cells finished so far (see `runner`).
 //!
 //! # Method
 //! - Every (workload, allocator, threads) cell runs in a **fresh process**:
@@ -25,10 +30,12 @@
 //! - Workloads verify their own results; a cell that fails is reported as
 //!   failed and never counted.
 //! - Results go to the terminal (tables), optionally a CSV (one row per run),
-//!   and — for unfiltered quick or full runs — `papers/results.md` and
+//!   and — for unfiltered default or `--full` runs — `papers/results.md` and
 //!   `papers/figures/*.svg`, including the project's goals evaluated on the
 //!   data of the same run.
 
+#[path = "../common/allocators.rs"]
+mod allocators;
 mod cli;
 mod csv;
 mod dispatch;
@@ -51,7 +58,10 @@ fn main() {
             for w in workloads::ALL {
                 println!("  {:<14} {}", w.name, w.about);
             }
-            println!("allocators: {}", dispatch::NAMES.join(", "));
+            println!(
+                "allocators: {}",
+                dispatch::names().collect::<Vec<_>>().join(", ")
+            );
         }
         Ok(cli::Command::Sweep(opts)) => {
             if let Err(e) = sweep(&opts) {
@@ -94,6 +104,11 @@ fn sweep(opts: &cli::Options) -> Result<(), String> {
             );
         }
     }
+    if opts.preload {
+        eprintln!(
+            "scaling: after the cells, real programs under LD_PRELOAD (about 8 more minutes on 2 cores; not in the estimate of the time left)"
+        );
+    }
     let samples = runner::sweep(opts)?;
     let summary = report::Summary::new(&samples, opts);
     print!("{}", report::terminal(&summary, &machine));
@@ -122,7 +137,8 @@ fn sweep(opts: &cli::Options) -> Result<(), String> {
 }
 
 /// Real C programs on libshoalloc.so and the Debian peers, side by side
-/// (`capi/bench/preload.sh`, which writes `papers/preload.md`).
+/// (`capi/bench/preload.sh`, which writes `papers/preload.md`): the end of
+/// unfiltered `--full` runs, or of any run with `--preload`.
 fn run_preload(reps: usize) -> Result<(), String> {
     let root = env!("CARGO_MANIFEST_DIR");
     eprintln!("scaling: running real programs under LD_PRELOAD (capi/bench/preload.sh {reps})");

@@ -764,7 +764,7 @@ fn results_md(s: &Summary, m: &Machine) -> String {
     }
     let _ = writeln!(
         out,
-        "- Allocators: {}. `shoal-nocache` and `shoal-locked` are ablations of `shoal` (`src/ablation.rs`): no thread caches; thread caches over pools behind one mutex.",
+        "- Allocators: {}. `shoal-nocache` and `shoal-locked` are ablations of `shoal` (`shoalloc::internals::{{ShoalNoCache, ShoalLocked}}`, the small paths in `src/shoal/small_path.rs` and `src/shoal/locked.rs`): no thread caches; thread caches over pools behind one mutex.",
         s.allocators
             .iter()
             .map(|a| format!("`{a}`"))
@@ -773,7 +773,7 @@ fn results_md(s: &Summary, m: &Machine) -> String {
     );
     let _ = writeln!(
         out,
-        "- Real C programs (CPython, sort, gzip, gcc, git) under `LD_PRELOAD` of `libshoalloc.so`, mimalloc, jemalloc, tcmalloc and glibc: [`preload.md`](preload.md), written by `capi/bench/preload.sh`, which full runs of this benchmark call at the end (`--preload` for other runs)."
+        "- Real C programs (CPython, sort, gzip, gcc, git) under `LD_PRELOAD` of `libshoalloc.so`, mimalloc, jemalloc, tcmalloc and glibc: [`preload.md`](preload.md), written by `capi/bench/preload.sh`, which `--full` runs of this benchmark call at the end (`--preload` for other runs)."
     );
     if s.total_failures() > 0 {
         let _ = writeln!(

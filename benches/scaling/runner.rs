@@ -3,7 +3,8 @@
 
 use crate::cli::{Cell, Fault, Options};
 use crate::dispatch;
-use crate::workloads::Spec;
+use crate::workloads::{Spec, Workload};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -68,11 +69,8 @@ pub fn child_main(cell: &Cell) -> ! {
         // SAFETY: `setpriority` has no memory-safety preconditions.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) };
     }
-    match cell.fault {
-        // SAFETY: `--fault` runs each cell in a throwaway child process to
-        // check that the workloads' verification catches the fault.
-        Some(Fault::DoubleHandout) => unsafe { shoalloc::fault::set_double_handout(true) },
-        None => {}
+    if let Some(fault) = cell.fault {
+        arm(fault);
     }
     let spec = Spec {
         threads: cell.threads,
@@ -93,6 +91,27 @@ pub fn child_main(cell: &Cell) -> ! {
             std::process::exit(1);
         }
     }
+}
+
+/// Switches on `fault` in this (child) process.
+#[cfg(shoalloc_fault)]
+fn arm(fault: Fault) {
+    use shoalloc::internals::fault::{set, Fault as LibFault};
+    let f = match fault {
+        Fault::DoubleHandout => LibFault::DoubleHandout,
+    };
+    // SAFETY: `--fault` runs each cell in a throwaway child process, whose
+    // heap is discarded, to check that the workloads' verification catches
+    // the fault.
+    unsafe { set(f, true) };
+}
+
+/// Without the fault hooks compiled in, `--fault` is refused by the command
+/// line parser, so no cell ever asks for one.
+#[cfg(not(shoalloc_fault))]
+fn arm(fault: Fault) {
+    eprintln!("cell: fault {} needs a fault-injection build", fault.name());
+    std::process::exit(2);
 }
 
 /// This process's resident set, from `/proc/self/statm` (KiB).
@@ -220,8 +239,130 @@ pub fn run_cell(cell: &Cell) -> Result<Measure, String> {
     })
 }
 
-/// A one-line progress bar on stderr: redrawn in place on a terminal,
-/// a line per tenth of the work otherwise (CI logs).
+/// Seconds a cell costs besides its workload: starting and reaping a
+/// process. Part of every cell's prior cost.
+const CELL_OVERHEAD_S: f64 = 0.01;
+
+/// One cell of a sweep, in the order the sweep runs them.
+struct Planned {
+    rep: usize,
+    workload: &'static Workload,
+    allocator: &'static str,
+    threads: usize,
+}
+
+impl Planned {
+    /// What identifies the same cell in another repetition.
+    fn key(&self) -> (&'static str, &'static str, usize) {
+        (self.workload.name, self.allocator, self.threads)
+    }
+}
+
+/// Every cell of `opts`, interleaved: for each repetition, for each workload
+/// and thread count, every allocator once (in an order rotated per
+/// repetition, so no allocator always runs first or last).
+fn plan(opts: &Options) -> Vec<Planned> {
+    let n_alloc = opts.allocators.len();
+    let mut cells = Vec::new();
+    for rep in 0..opts.reps {
+        for &workload in &opts.workloads {
+            for &threads in &opts.threads {
+                for k in 0..n_alloc {
+                    cells.push(Planned {
+                        rep,
+                        workload,
+                        allocator: opts.allocators[(k + rep) % n_alloc],
+                        threads,
+                    });
+                }
+            }
+        }
+    }
+    cells
+}
+
+/// The estimate of the time left. Each cell still to run is expected to take
+/// what the same cell took in earlier repetitions, or — before its first run
+/// — its prior cost (the workload's [`Workload::cost_s`] times the scale,
+/// plus [`CELL_OVERHEAD_S`]) times the ratio of measured to prior time over
+/// every cell finished so far. So from the second repetition on the estimate
+/// is the sum of measured times, and in the first it is weighted by what
+/// each remaining cell is expected to cost relative to those done.
+struct Estimate {
+    keys: Vec<(&'static str, &'static str, usize)>,
+    prior: Vec<f64>,
+    /// Per cell: total seconds measured over its finished runs, and how many.
+    measured: HashMap<(&'static str, &'static str, usize), (f64, u32)>,
+    prior_done: f64,
+    took_done: f64,
+}
+
+impl Estimate {
+    fn new(cells: &[Planned], scale: f64) -> Self {
+        Self {
+            keys: cells.iter().map(Planned::key).collect(),
+            prior: cells
+                .iter()
+                .map(|c| c.workload.cost_s * scale + CELL_OVERHEAD_S)
+                .collect(),
+            measured: HashMap::new(),
+            prior_done: 0.0,
+            took_done: 0.0,
+        }
+    }
+
+    /// Cell `i` (in plan order) took `took` seconds.
+    fn finished(&mut self, i: usize, took: f64) {
+        self.prior_done += self.prior[i];
+        self.took_done += took;
+        let m = self.measured.entry(self.keys[i]).or_insert((0.0, 0));
+        m.0 += took;
+        m.1 += 1;
+    }
+
+    /// Seconds the cells from index `next` on are expected to take.
+    fn left(&self, next: usize) -> f64 {
+        let calibration = if self.prior_done > 0.0 {
+            self.took_done / self.prior_done
+        } else {
+            1.0
+        };
+        (next..self.keys.len())
+            .map(|i| match self.measured.get(&self.keys[i]) {
+                Some(&(sum, n)) => sum / f64::from(n),
+                None => self.prior[i] * calibration,
+            })
+            .sum()
+    }
+}
+
+/// `m:ss`, or `h:mm:ss` from an hour on.
+fn clock(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Columns of the terminal on stderr (80 if unknown).
+fn terminal_width() -> usize {
+    // SAFETY: an all-zero winsize is a valid value of this plain C struct.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through the valid pointer.
+    let r = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    if r == 0 && ws.ws_col > 1 {
+        usize::from(ws.ws_col)
+    } else {
+        80
+    }
+}
+
+/// A one-line progress bar on stderr, updated after every cell: cells done /
+/// total, time elapsed and the estimated time left ([`Estimate`]). Redrawn in
+/// place on a terminal; otherwise (CI logs) a line per tenth of the cells or
+/// per 30 seconds, whichever comes first.
 struct Progress {
     total: usize,
     done: usize,
@@ -229,18 +370,29 @@ struct Progress {
     tty: bool,
     enabled: bool,
     last_tenth: usize,
+    last_line: Instant,
+    estimate: Estimate,
 }
 
 impl Progress {
-    fn new(total: usize, enabled: bool) -> Self {
+    fn new(cells: &[Planned], scale: f64, enabled: bool) -> Self {
+        let now = Instant::now();
         Self {
-            total,
+            total: cells.len(),
             done: 0,
-            start: Instant::now(),
+            start: now,
             tty: std::io::stderr().is_terminal(),
             enabled,
             last_tenth: 0,
+            last_line: now,
+            estimate: Estimate::new(cells, scale),
         }
+    }
+
+    /// Records that the next cell finished after `took` seconds.
+    fn finished(&mut self, took: f64) {
+        self.estimate.finished(self.done, took);
+        self.done += 1;
     }
 
     fn show(&mut self, label: &str) {
@@ -248,24 +400,31 @@ impl Progress {
             return;
         }
         let elapsed = self.start.elapsed().as_secs_f64();
-        let eta = if self.done > 0 {
-            elapsed / self.done as f64 * (self.total - self.done) as f64
-        } else {
-            0.0
-        };
+        let left = self.estimate.left(self.done);
         const WIDTH: usize = 30;
         let filled = WIDTH * self.done / self.total.max(1);
         let bar = format!("{}{}", "#".repeat(filled), ".".repeat(WIDTH - filled));
         let line = format!(
-            "[{bar}] {}/{} {:.0}s elapsed, ~{:.0}s left  {label}",
-            self.done, self.total, elapsed, eta
+            "[{bar}] {}/{} cells, {} elapsed, ~{} left  {label}",
+            self.done,
+            self.total,
+            clock(elapsed),
+            clock(left)
         );
         if self.tty {
+            // Cut to the terminal's width: a wrapped line would not be
+            // redrawn in place.
+            let line: String = line.chars().take(terminal_width() - 1).collect();
             eprint!("\r\x1b[2K{line}");
         } else {
             let tenth = 10 * self.done / self.total.max(1);
-            if tenth > self.last_tenth || self.done == 0 {
+            if tenth > self.last_tenth
+                || self.done == 0
+                || self.done == self.total
+                || self.last_line.elapsed().as_secs() >= 30
+            {
                 self.last_tenth = tenth;
+                self.last_line = Instant::now();
                 eprintln!("{line}");
             }
         }
@@ -286,57 +445,48 @@ impl Progress {
     }
 }
 
-/// Runs every cell of `opts`, interleaved: for each repetition, for each
-/// workload and thread count, every allocator once (in an order rotated per
-/// repetition, so no allocator always runs first or last).
+/// Runs every cell of `opts`, interleaved (see [`plan`]).
 pub fn sweep(opts: &Options) -> Result<Vec<Sample>, String> {
-    let n_alloc = opts.allocators.len();
-    let total = opts.reps * opts.workloads.len() * opts.threads.len() * n_alloc;
-    let mut progress = Progress::new(total, opts.progress);
-    let mut samples = Vec::with_capacity(total);
-    for rep in 0..opts.reps {
-        for w in &opts.workloads {
-            for &threads in &opts.threads {
-                for k in 0..n_alloc {
-                    let allocator = opts.allocators[(k + rep) % n_alloc];
-                    let cell = Cell {
-                        workload: w,
-                        allocator,
-                        threads,
-                        scale: opts.scale,
-                        timeout_s: opts.timeout_s,
-                        priority: opts.priority,
-                        fault: opts.fault,
-                    };
-                    progress.show(&format!(
-                        "{} {} {}t rep {}/{}",
-                        w.name,
-                        allocator,
-                        threads,
-                        rep + 1,
-                        opts.reps
-                    ));
-                    let outcome = run_cell(&cell);
-                    if let Err(e) = &outcome {
-                        progress.note(&format!(
-                            "FAILED {} {} {} threads rep {}: {e}",
-                            w.name,
-                            allocator,
-                            threads,
-                            rep + 1
-                        ));
-                    }
-                    samples.push(Sample {
-                        workload: w.name,
-                        allocator,
-                        threads,
-                        rep: rep + 1,
-                        outcome,
-                    });
-                    progress.done += 1;
-                }
-            }
+    let cells = plan(opts);
+    let mut progress = Progress::new(&cells, opts.scale, opts.progress);
+    let mut samples = Vec::with_capacity(cells.len());
+    for c in &cells {
+        let cell = Cell {
+            workload: c.workload,
+            allocator: c.allocator,
+            threads: c.threads,
+            scale: opts.scale,
+            timeout_s: opts.timeout_s,
+            priority: opts.priority,
+            fault: opts.fault,
+        };
+        progress.show(&format!(
+            "{} {} {}t rep {}/{}",
+            c.workload.name,
+            c.allocator,
+            c.threads,
+            c.rep + 1,
+            opts.reps
+        ));
+        let start = Instant::now();
+        let outcome = run_cell(&cell);
+        progress.finished(start.elapsed().as_secs_f64());
+        if let Err(e) = &outcome {
+            progress.note(&format!(
+                "FAILED {} {} {} threads rep {}: {e}",
+                c.workload.name,
+                c.allocator,
+                c.threads,
+                c.rep + 1
+            ));
         }
+        samples.push(Sample {
+            workload: c.workload.name,
+            allocator: c.allocator,
+            threads: c.threads,
+            rep: c.rep + 1,
+            outcome,
+        });
     }
     progress.show("done");
     progress.finish();

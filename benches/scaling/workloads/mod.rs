@@ -63,6 +63,11 @@ pub struct Workload {
     pub about: &'static str,
     /// The body.
     pub run: Run,
+    /// Rough wall time in seconds of one cell at full size (scale 1.0),
+    /// extrapolated from a 12%-size sweep on 2 cores, mean over the
+    /// allocators and 1-4 threads. Only weights the progress bar's estimate
+    /// of the time left (see `runner`); never part of a result.
+    pub cost_s: f64,
 }
 
 /// Every workload, in report order.
@@ -71,71 +76,85 @@ pub const ALL: &[Workload] = &[
         name: "pair",
         about: "alloc + free of one 32 B block in a loop per thread (the alloc/free pair; ops = pairs)",
         run: pair::run,
+        cost_s: 0.50,
     },
     Workload {
         name: "threadtest",
         about: "each thread allocates 1000 objects of random size 8-256 B and frees them in random order, repeatedly (ops = allocations)",
         run: threadtest::run,
+        cost_s: 0.41,
     },
     Workload {
         name: "larson",
         about: "per-thread 1000 slots, free a random slot and refill it (8-1000 B); every round a new successor thread inherits the slots (ops = allocations)",
         run: larson::run,
+        cost_s: 0.27,
     },
     Workload {
         name: "xmalloc",
         about: "producers allocate batches of 4096 x 64 B, consumers on other threads free them (ops = objects; 1 thread: one thread does both)",
         run: xmalloc::run,
+        cost_s: 0.37,
     },
     Workload {
         name: "cache-scratch",
         about: "main hands each thread one adjacent 8 B object to free, then each loops alloc/write x20/free (passive false sharing; ops = allocations)",
         run: cache_scratch::run,
+        cost_s: 0.13,
     },
     Workload {
         name: "cache-thrash",
         about: "each thread loops alloc 8 B / write x20 / free (active false sharing; ops = allocations)",
         run: cache_thrash::run,
+        cost_s: 0.11,
     },
     Workload {
         name: "mstress",
         about: "unequal threads, re-created every round: 2^k-word objects (1% x100, 0.1% x1000), realloc, exchange through a shared array, content checks (ops = allocations + reallocs)",
         run: mstress::run,
+        cost_s: 0.35,
     },
     Workload {
         name: "mleak",
         about: "short-lived threads churn small objects, leave one long-lived object in a shared array and exit (ops = allocations)",
         run: mleak::run,
+        cost_s: 0.61,
     },
     Workload {
         name: "binary-trees",
         about: "rayon builds and drops many short-lived Box trees (ops = nodes)",
         run: binary_trees::run,
+        cost_s: 0.37,
     },
     Workload {
         name: "epoch-stack",
         about: "crossbeam-epoch Treiber stack, push/pop; popped nodes freed later by whichever thread collects (ops = pushes)",
         run: epoch_stack::run,
+        cost_s: 0.33,
     },
     Workload {
         name: "numeric",
         about: "interpreter-style arithmetic on boxed numbers: every result a new Box<u64>/Box<f64>/Box<(f64, f64)> (ops = boxes)",
         run: numeric::run,
+        cost_s: 0.43,
     },
     Workload {
         name: "strings",
         about: "tokenise text into owned Strings, format and join them, split and parse back (ops = strings made)",
         run: strings::run,
+        cost_s: 0.67,
     },
     Workload {
         name: "messages",
         about: "threads in a ring pass 32-1500 B packets (Vec<u8>) to the next thread, which checks and drops them (ops = messages)",
         run: messages::run,
+        cost_s: 1.02,
     },
     Workload {
         name: "mixed",
         about: "1000 live slots per thread, sizes 16 B-32 KiB (1/s^2), calloc, realloc, 64 B/4 KiB-aligned, swaps with other threads (ops = allocations + reallocs)",
         run: mixed::run,
+        cost_s: 0.36,
     },
 ];
 
