@@ -165,8 +165,8 @@ impl ThreadCache {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use crate::shoal::size_class::CLASS_SIZE;
     use super::*;
+    use crate::shoal::size_class::CLASS_SIZE;
     use std::cell::{Cell, RefCell};
 
     /// A pool that records every batch it hands out or receives and carves
