@@ -236,11 +236,10 @@ mod tests {
             a.write_bytes(0xAB, size);
             free(a);
         }
-        // SAFETY: as above; `a` is parked, so the lookup must say no.
-        assert!(
-            !unsafe { is_large(a) },
-            "a parked mapping is not a live object"
-        );
+        // SAFETY: nothing frees `a` concurrently (it is parked, so the
+        // lookup must say no).
+        let still_large = unsafe { is_large(a) };
+        assert!(!still_large, "a parked mapping is not a live object");
         let b = alloc_zeroed(size, 64);
         assert_eq!(a, b, "the parked mapping is reused");
         // SAFETY: `b` is live with `size` bytes.

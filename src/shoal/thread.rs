@@ -64,7 +64,13 @@ impl Default for ThreadSlot {
 /// A zero-sized type implements it with a `thread_local!` inside `slot`, so
 /// the fast path reaches the slot with a direct TLS access — storing a
 /// `&'static LocalKey` instead would cost an indirect call per operation.
-pub trait SlotKey: Sized + 'static {
+///
+/// # Safety
+/// `slot` returns null or the calling thread's own slot, which lives until
+/// the thread's pthread key destructors have run and which no other
+/// `SlotKey` type returns; `caches` always returns the same value, the only
+/// `ThreadCaches<Self>` there is.
+pub unsafe trait SlotKey: Sized + 'static {
     /// The shared pool the caches refill from.
     type Pool: SharedPool + Sync + 'static;
     /// This thread's slot, or null when thread-locals are no longer usable.
@@ -82,12 +88,13 @@ pub trait SlotKey: Sized + 'static {
 /// ```
 macro_rules! thread_caches {
     (static $name:ident: ThreadCaches<$pool:ty> = $pools:expr, slot $slot:ident) => {
-        /// The thread-local slot of [`
-        #[doc = stringify!($name)]
-        /// `].
+        #[doc = concat!("The thread-local slot of `", stringify!($name), "`.")]
         struct $slot;
 
-        impl $crate::shoal::thread::SlotKey for $slot {
+        // SAFETY: the slot is a `const` thread-local of this type alone,
+        // without a destructor, so it outlives the key destructors; `$name`
+        // is the only `ThreadCaches<$slot>`.
+        unsafe impl $crate::shoal::thread::SlotKey for $slot {
             type Pool = $pool;
 
             #[inline(always)]
