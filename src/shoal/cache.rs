@@ -1,32 +1,88 @@
 //! Per-thread caches: the fast path.
 //!
-//! A [`ThreadCache`] keeps, for every size class, a singly linked list of free
-//! blocks. Allocation pops the head, free pushes onto it: plain loads and
-//! stores on memory only this thread touches, no atomic read-modify-write.
+//! A [`ThreadCache`] keeps two free lists for every size class: `recent`,
+//! the blocks this thread freed, and `stock`, a batch that came from the
+//! shared pool (or a `recent` list retired whole). Free pushes onto
+//! `recent`; allocation pops `recent` first, then `stock`. Both are plain
+//! loads and stores on memory only this thread touches, no atomic
+//! read-modify-write, and `recent` is LIFO, so a block freed is the next one
+//! handed out while it is still in the CPU cache.
 //!
-//! Only when a list runs dry does the cache take a whole batch from the shared
-//! pool ([`SharedPool::take`], one CAS); only when a free would push it past
-//! [`cache_limit`] (two batches) does it hand a batch back ([`SharedPool::give`],
-//! one CAS). So the shared pools see one atomic operation per batch, and a
-//! thread that only frees (a consumer) returns its surplus instead of hoarding.
+//! When a free makes `recent` a whole batch ([`batch_len`] blocks), the list
+//! is retired as it stands: it becomes `stock` if that is empty, or else goes
+//! to the shared pool ([`SharedPool::give`], one CAS). When both lists are
+//! empty, an allocation takes a batch from the pool into `stock`
+//! ([`SharedPool::take`], one CAS). Nothing is walked: a batch is handed over
+//! by its head and length, so a flush costs O(1) however long the batch and
+//! touches none of its blocks' cache lines. The shared pools see one atomic
+//! operation per batch, and a thread that only frees (a consumer) returns its
+//! surplus instead of hoarding it.
 //!
-//! Invariant, per class: `len` equals the number of blocks on the `head` list,
-//! and `len <= cache_limit(class)` between calls; every block on the list is
-//! a free block of that class from the one pool this cache is used with.
+//! There is no back-and-forth at a boundary: after a retirement `stock` is
+//! never empty, so the next allocations are served locally, and after a
+//! refill `recent` must gain a whole batch before it is retired again.
+//!
+//! Invariant, per class: `recent_len` and `stock_len` count the blocks on the
+//! null-terminated `recent` and `stock` lists; between calls
+//! `recent_len < batch_len(class)` and `stock_len <= batch_len(class)` (a
+//! fault-injection build may exceed the second bound, never the counts), so
+//! a thread holds fewer than [`cache_limit`] blocks of a class; every block
+//! on either list is a free block of that class from the one pool this cache
+//! is used with.
 
 use super::pool::{Batch, FreeBlock, SharedPool};
-use super::size_class::{batch_len, cache_limit, NUM_CLASSES};
+#[cfg(doc)]
+use super::size_class::cache_limit;
+use super::size_class::{batch_len, NUM_CLASSES};
 use core::ptr::null_mut;
 
-/// The free list of one class in one thread.
+/// The free lists of one class in one thread.
 #[derive(Clone, Copy, Debug)]
 struct ClassCache {
-    head: *mut FreeBlock,
-    len: u32,
+    /// Blocks this thread freed, newest first: popped first, pushed by free.
+    recent: *mut FreeBlock,
+    /// Blocks on `recent`.
+    recent_len: u32,
+    /// Blocks on `stock`.
+    stock_len: u32,
+    /// A batch from the pool or a retired `recent` list: popped when
+    /// `recent` is empty.
+    stock: *mut FreeBlock,
 }
 
-/// One thread's free lists, one per size class. `const`-constructible and
-/// without `Drop`, so it can live in a `thread_local!` that registers no
+impl ClassCache {
+    const EMPTY: Self = Self {
+        recent: null_mut(),
+        recent_len: 0,
+        stock_len: 0,
+        stock: null_mut(),
+    };
+
+    /// Takes `recent` away as a batch (it is null-terminated).
+    fn take_recent(&mut self) -> Batch {
+        let batch = Batch {
+            head: self.recent,
+            len: self.recent_len,
+        };
+        self.recent = null_mut();
+        self.recent_len = 0;
+        batch
+    }
+
+    /// Takes `stock` away as a batch.
+    fn take_stock(&mut self) -> Batch {
+        let batch = Batch {
+            head: self.stock,
+            len: self.stock_len,
+        };
+        self.stock = null_mut();
+        self.stock_len = 0;
+        batch
+    }
+}
+
+/// One thread's free lists, two per size class. `const`-constructible and
+/// without `Drop`, so it can live in a thread-local that registers no
 /// destructor (see `shoal::thread`).
 #[derive(Debug)]
 pub struct ThreadCache {
@@ -43,10 +99,7 @@ impl ThreadCache {
     /// An empty cache.
     pub const fn new() -> Self {
         Self {
-            classes: [ClassCache {
-                head: null_mut(),
-                len: 0,
-            }; NUM_CLASSES],
+            classes: [ClassCache::EMPTY; NUM_CLASSES],
         }
     }
 
@@ -58,18 +111,26 @@ impl ThreadCache {
     #[inline]
     pub unsafe fn alloc(&mut self, pool: &impl SharedPool, class: usize) -> *mut u8 {
         let list = &mut self.classes[class];
-        let block = list.head;
+        let block = list.recent;
         if !block.is_null() {
-            // SAFETY: blocks on our list are free blocks we own; `next` is
+            // SAFETY: blocks on our lists are free blocks we own; `next` is
             // word 0, valid for every class.
-            list.head = unsafe { (*block).next };
-            list.len -= 1;
+            list.recent = unsafe { (*block).next };
+            list.recent_len -= 1;
+            return block.cast();
+        }
+        let block = list.stock;
+        if !block.is_null() {
+            // SAFETY: as above.
+            list.stock = unsafe { (*block).next };
+            list.stock_len -= 1;
             return block.cast();
         }
         self.refill(pool, class)
     }
 
-    /// Takes a batch from the shared pool and returns its first block.
+    /// Both lists are empty: takes a batch from the shared pool into `stock`
+    /// and returns its first block.
     #[cold]
     #[inline(never)]
     fn refill(&mut self, pool: &impl SharedPool, class: usize) -> *mut u8 {
@@ -82,18 +143,18 @@ impl ThreadCache {
         if let Some(live) = crate::fault::double_handout(class, block.cast()) {
             // Deliberate fault for the teeth tests: keep the whole batch and
             // hand out a block that already has an owner.
-            list.head = block;
-            list.len = batch.len;
+            list.stock = block;
+            list.stock_len = batch.len;
             return live;
         }
         // SAFETY: the batch is ours; its head is a free block.
-        list.head = unsafe { (*block).next };
-        list.len = batch.len - 1;
+        list.stock = unsafe { (*block).next };
+        list.stock_len = batch.len - 1;
         block.cast()
     }
 
-    /// Returns `block` of `class` to this cache, handing a batch to the pool
-    /// when the cache is full.
+    /// Returns `block` of `class` to this cache; when that makes `recent` a
+    /// whole batch, retires it (O(1)).
     ///
     /// # Safety
     /// `block` must be a block of `class` from `pool` that the caller owns and
@@ -103,55 +164,48 @@ impl ThreadCache {
         let list = &mut self.classes[class];
         let block = block.cast::<FreeBlock>();
         // SAFETY: the caller gives us the block; word 0 becomes our link.
-        unsafe { (*block).next = list.head };
-        list.head = block;
-        list.len += 1;
-        if list.len > cache_limit(class) {
-            self.flush_one(pool, class);
+        unsafe { (*block).next = list.recent };
+        list.recent = block;
+        list.recent_len += 1;
+        if list.recent_len >= batch_len(class) {
+            self.retire(pool, class);
         }
     }
 
-    /// Hands the first [`batch_len`] blocks of `class` to the pool.
+    /// `recent` is a whole batch: it becomes `stock` if that is empty, else
+    /// it goes to the pool with one CAS. Handed over by its head and length,
+    /// without a walk.
     #[cold]
     #[inline(never)]
-    fn flush_one(&mut self, pool: &impl SharedPool, class: usize) {
+    fn retire(&mut self, pool: &impl SharedPool, class: usize) {
         let list = &mut self.classes[class];
-        let n = batch_len(class).min(list.len);
-        let batch = Self::split(list, n);
-        // SAFETY: the split-off blocks were ours and are on no other list.
-        unsafe { pool.give(class, batch) };
+        let batch = list.take_recent();
+        if list.stock.is_null() {
+            list.stock = batch.head;
+            list.stock_len = batch.len;
+        } else {
+            // SAFETY: `recent`'s blocks were ours (a null-terminated chain of
+            // `len` blocks of `class`) and are on no other list.
+            unsafe { pool.give(class, batch) };
+        }
     }
 
-    /// Detaches the first `n` (≥ 1) blocks of `list` as a batch.
-    fn split(list: &mut ClassCache, n: u32) -> Batch {
-        debug_assert!(n >= 1 && n <= list.len);
-        let head = list.head;
-        let mut last = head;
-        for _ in 1..n {
-            // SAFETY: the list has at least `n` blocks.
-            last = unsafe { (*last).next };
-        }
-        // SAFETY: `last` is the n-th block of our list.
-        unsafe {
-            list.head = (*last).next;
-            (*last).next = null_mut();
-        }
-        list.len -= n;
-        Batch { head, len: n }
-    }
-
-    /// Returns every cached block to the pool, in batches of at most
-    /// [`batch_len`]. Used when a thread exits.
+    /// Returns every cached block to the pool, each list as one batch,
+    /// without walking either. Used when a thread exits.
     ///
     /// # Safety
     /// `pool` is the pool every earlier call on this cache was given.
     pub unsafe fn flush_all(&mut self, pool: &impl SharedPool) {
         for class in 0..NUM_CLASSES {
-            while self.classes[class].len > 0 {
-                let list = &mut self.classes[class];
-                let n = batch_len(class).min(list.len);
-                let batch = Self::split(list, n);
-                // SAFETY: as in `flush_one`.
+            let list = &mut self.classes[class];
+            if !list.recent.is_null() {
+                let batch = list.take_recent();
+                // SAFETY: as in `retire`.
+                unsafe { pool.give(class, batch) };
+            }
+            if !list.stock.is_null() {
+                let batch = list.take_stock();
+                // SAFETY: `stock`'s blocks were ours and are on no other list.
                 unsafe { pool.give(class, batch) };
             }
         }
@@ -159,14 +213,15 @@ impl ThreadCache {
 
     /// Blocks of `class` currently cached (for tests and statistics).
     pub fn cached(&self, class: usize) -> u32 {
-        self.classes[class].len
+        let list = &self.classes[class];
+        list.recent_len + list.stock_len
     }
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::shoal::size_class::CLASS_SIZE;
+    use crate::shoal::size_class::{cache_limit, CLASS_SIZE};
     use std::cell::{Cell, RefCell};
 
     /// A pool that records every batch it hands out or receives and carves
@@ -302,5 +357,61 @@ mod tests {
             assert_eq!(cache.cached(class), 0);
         }
         assert!(pool.gives.borrow().iter().all(|&n| n <= batch_len(0)));
+    }
+
+    #[test]
+    fn stock_absorbs_one_retired_batch_before_the_pool_sees_any() {
+        let pool = CountingPool::new();
+        let mut cache = ThreadCache::new();
+        let class = 1;
+        let b = batch_len(class);
+        // SAFETY: this cache is only ever used with `pool`.
+        let blocks: Vec<*mut u8> = (0..3 * b)
+            .map(|_| unsafe { cache.alloc(&pool, class) })
+            .collect();
+        assert_eq!(pool.takes.get(), 3);
+        for (i, &p) in blocks.iter().enumerate() {
+            // SAFETY: each block came from this cache and is freed once.
+            unsafe { cache.free(&pool, class, p) };
+            let freed = i as u32 + 1;
+            let gives = pool.gives.borrow().len() as u32;
+            // `stock` was emptied by the allocations, so the first full
+            // `recent` list becomes the stock; each later one goes back.
+            assert_eq!(gives, (freed / b).saturating_sub(1), "after {freed} frees");
+            assert_eq!(cache.cached(class) + gives * b, freed, "nothing lost");
+        }
+        assert_eq!(cache.cached(class), b, "exactly one stocked batch left");
+        // The stock serves the next batch of allocations without the pool.
+        for _ in 0..b {
+            // SAFETY: as above.
+            assert!(!unsafe { cache.alloc(&pool, class) }.is_null());
+        }
+        assert_eq!(pool.takes.get(), 3, "served from the stock");
+    }
+
+    #[test]
+    fn alternating_at_a_batch_boundary_moves_no_batch() {
+        let pool = CountingPool::new();
+        let mut cache = ThreadCache::new();
+        let class = 0;
+        let b = batch_len(class);
+        // SAFETY: this cache is only ever used with `pool`; every block is
+        // freed once.
+        unsafe {
+            let held: Vec<*mut u8> = (0..b).map(|_| cache.alloc(&pool, class)).collect();
+            // Free all but one: the active list is one short of a batch.
+            for &p in &held[1..] {
+                cache.free(&pool, class, p);
+            }
+            let mut p = held[0];
+            let (takes, gives) = (pool.takes.get(), pool.gives.borrow().len());
+            for _ in 0..1000 {
+                cache.free(&pool, class, p);
+                p = cache.alloc(&pool, class);
+            }
+            assert_eq!(pool.takes.get(), takes, "no batch taken");
+            assert_eq!(pool.gives.borrow().len(), gives, "no batch given");
+            cache.free(&pool, class, p);
+        }
     }
 }
