@@ -1,10 +1,11 @@
 //! Loom models of thread caches refilling from and flushing to one shared
 //! pool (`ThreadCache::alloc` → `refill` → `Pools::take`, and
-//! `ThreadCache::free` → `flush_one` → `Pools::give`).
+//! `ThreadCache::free` → `retire` → `Pools::give`).
 //!
-//! Under loom `batch_len` is 2 and `cache_limit` 4, so a cache pre-filled with
-//! 4 blocks flushes on its next free and an empty cache refills on its next
-//! allocation: each such call is one shared-pool operation.
+//! Under loom `batch_len` is 2 and `cache_limit` 4. A full cache holds 3
+//! blocks (a stocked batch of 2 and one recent free), so its next free
+//! retires the recent pair to the pool, and an empty cache refills on its
+//! next allocation: each such call is one shared-pool operation.
 #![cfg(loom)]
 
 mod common;
@@ -32,8 +33,9 @@ fn setup(segments: u32) -> (Arc<ModelPools>, Vec<usize>) {
 
 /// Two threads, two shared operations each. T1 starts empty and allocates
 /// three blocks (refill, cached hit, refill); T2 starts with a full cache,
-/// frees one more block (flush of 2) and then allocates four (three hits and
-/// a refill).
+/// frees one more block (a recent batch of 2 goes back), takes one more
+/// block without an atomic operation, and then allocates four (three hits
+/// and a refill).
 #[test]
 fn cache_refill_flush_2x2() {
     model(
@@ -55,10 +57,12 @@ fn cache_refill_flush_2x2() {
             let p = pools.clone();
             let t2 = thread::spawn(move || {
                 let mut cache = ThreadCache::new();
-                fill_cache(&mut cache, &p, &t2_blocks[..4]);
-                // SAFETY: the fifth block is ours; the free overflows the cache.
-                unsafe { cache.free(&*p, CLASS, t2_blocks[4] as *mut u8) };
-                assert_eq!(cache.cached(CLASS), 3, "flush_one hands back a batch");
+                fill_cache(&mut cache, &p, &t2_blocks[..3]);
+                // SAFETY: the fourth block is ours; the free completes a
+                // recent batch while the stock is full, so it goes back.
+                unsafe { cache.free(&*p, CLASS, t2_blocks[3] as *mut u8) };
+                assert_eq!(cache.cached(CLASS), 2, "retire hands back a batch");
+                fill_cache(&mut cache, &p, &t2_blocks[4..]);
                 let mut held: Vec<usize> =
                     // SAFETY: this cache is only ever used with this one pool.
                     (0..4).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();
@@ -98,9 +102,12 @@ fn cache_refill_flush_3x1() {
             let p = pools.clone();
             let t2 = thread::spawn(move || {
                 let mut cache = ThreadCache::new();
-                fill_cache(&mut cache, &p, &t2_blocks[..4]);
-                // SAFETY: the fifth block is ours; the free overflows the cache.
-                unsafe { cache.free(&*p, CLASS, t2_blocks[4] as *mut u8) };
+                fill_cache(&mut cache, &p, &t2_blocks[..3]);
+                // SAFETY: the fourth block is ours; the free completes a
+                // recent batch while the stock is full, so it goes back.
+                unsafe { cache.free(&*p, CLASS, t2_blocks[3] as *mut u8) };
+                assert_eq!(cache.cached(CLASS), 2, "retire hands back a batch");
+                fill_cache(&mut cache, &p, &t2_blocks[4..]);
                 drain_cache(&mut cache, &p)
             });
             let t3 = refill(pools.clone());
@@ -114,7 +121,8 @@ fn cache_refill_flush_3x1() {
 
 /// Three threads, two shared operations each: T1 and T3 start empty and
 /// allocate three blocks (refill, hit, refill); T2 starts full, frees one
-/// more block (flush) and allocates four (three hits, then a refill).
+/// more block (a batch goes back) and allocates four (three hits, then a
+/// refill).
 #[test]
 fn cache_refill_flush_3x2() {
     model(
@@ -139,9 +147,12 @@ fn cache_refill_flush_3x2() {
             let p = pools.clone();
             let t2 = thread::spawn(move || {
                 let mut cache = ThreadCache::new();
-                fill_cache(&mut cache, &p, &t2_blocks[..4]);
-                // SAFETY: the fifth block is ours; the free overflows the cache.
-                unsafe { cache.free(&*p, CLASS, t2_blocks[4] as *mut u8) };
+                fill_cache(&mut cache, &p, &t2_blocks[..3]);
+                // SAFETY: the fourth block is ours; the free completes a
+                // recent batch while the stock is full, so it goes back.
+                unsafe { cache.free(&*p, CLASS, t2_blocks[3] as *mut u8) };
+                assert_eq!(cache.cached(CLASS), 2, "retire hands back a batch");
+                fill_cache(&mut cache, &p, &t2_blocks[4..]);
                 let mut held: Vec<usize> =
                     // SAFETY: this cache is only ever used with this one pool.
                     (0..4).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();

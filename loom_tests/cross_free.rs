@@ -30,10 +30,11 @@ fn receive(slot: &AtomicUsize) -> usize {
 }
 
 /// Cached paths. A has one cached block `p`: it allocates `p` (cache hit),
-/// publishes it, and allocates again (refill: `take`). B, whose cache is full,
-/// receives `p` and frees it: the cache overflows and `flush_one` gives the
-/// batch `[p, …]` to the pool, racing with A's `take`. The pool also holds
-/// one older batch, so A's `take` may pop either.
+/// publishes it, and allocates again (refill: `take`). B, whose cache is full
+/// (a stocked batch and one recent free), receives `p` and frees it: that
+/// completes a recent batch, and `retire` gives the batch `[p, …]` to the
+/// pool, racing with A's `take`. The pool also holds one older batch, so A's
+/// `take` may pop either.
 #[test]
 fn cross_free_cached() {
     model(
@@ -42,13 +43,13 @@ fn cross_free_cached() {
         "A: alloc (hit), publish p, alloc (take) | B: receive p, free p (give)",
         || {
             let pools = pools(2, 4);
-            let pre = take_blocks(&pools, 7);
+            let pre = take_blocks(&pools, 6);
             let mut setup = ThreadCache::new();
             fill_cache(&mut setup, &pools, &pre[..2]);
             // SAFETY: this cache is only ever used with this one pool.
             unsafe { setup.flush_all(&*pools) };
             let a_blocks = pre[2..3].to_vec();
-            let b_blocks = pre[3..7].to_vec();
+            let b_blocks = pre[3..6].to_vec();
             let slot = Arc::new(AtomicUsize::new(0));
 
             let (p, s) = (pools.clone(), slot.clone());
@@ -72,7 +73,8 @@ fn cross_free_cached() {
                 fill_cache(&mut cache, &p, &b_blocks);
                 let theirs = receive(&s);
                 // SAFETY: A gave us `theirs` and no longer uses it; it
-                // overflows our full cache, so a batch goes to the pool.
+                // completes a recent batch of our full cache, so that batch
+                // goes to the pool.
                 unsafe { cache.free(&*p, CLASS, theirs as *mut u8) };
                 drain_cache(&mut cache, &p)
             });
@@ -94,13 +96,13 @@ fn cross_free_cached_3() {
         "A: alloc (hit), publish p, alloc (take) | B: receive p, free p (give) | C: alloc (take)",
         || {
             let pools = pools(3, 4);
-            let pre = take_blocks(&pools, 7);
+            let pre = take_blocks(&pools, 6);
             let mut setup = ThreadCache::new();
             fill_cache(&mut setup, &pools, &pre[..2]);
             // SAFETY: this cache is only ever used with this one pool.
             unsafe { setup.flush_all(&*pools) };
             let a_blocks = pre[2..3].to_vec();
-            let b_blocks = pre[3..7].to_vec();
+            let b_blocks = pre[3..6].to_vec();
             let slot = Arc::new(AtomicUsize::new(0));
 
             let (p, s) = (pools.clone(), slot.clone());
@@ -124,7 +126,8 @@ fn cross_free_cached_3() {
                 fill_cache(&mut cache, &p, &b_blocks);
                 let theirs = receive(&s);
                 // SAFETY: A gave us `theirs` and no longer uses it; it
-                // overflows our full cache, so a batch goes to the pool.
+                // completes a recent batch of our full cache, so that batch
+                // goes to the pool.
                 unsafe { cache.free(&*p, CLASS, theirs as *mut u8) };
                 drain_cache(&mut cache, &p)
             });

@@ -12,8 +12,9 @@ use loom::thread;
 use shoalloc::internals::cache::ThreadCache;
 use std::sync::Arc;
 
-/// The exiting thread: a cache of three blocks, flushed as batches of 2 and 1
-/// (two `give`s). Afterwards the cache must be empty.
+/// The exiting thread: a cache of three blocks (a stocked batch of 2 and one
+/// recent free), flushed as batches of 1 and 2 (two `give`s, no walk).
+/// Afterwards the cache must be empty.
 fn exiting(pools: Arc<ModelPools>, blocks: Vec<usize>) -> thread::JoinHandle<Vec<usize>> {
     thread::spawn(move || {
         let mut cache = ThreadCache::new();
