@@ -55,10 +55,18 @@
 //! * **Re-entrancy.** ld.so calls `malloc`/`calloc` before `main` and while
 //!   creating threads, and `pthread_setspecific` may call `calloc` while
 //!   Shoal arms a thread's exit hook. `Shoal`'s per-thread slot is a
-//!   `const`-initialised thread-local without a destructor, and its
+//!   zero-initialised thread-local without a destructor, and its
 //!   `ARMING` state sends re-entrant calls to the shared pools directly (see
 //!   `src/shoal/thread.rs`). There is no constructor to run first: all state is
 //!   `static` and `const`-initialised.
+//! * **No `__tls_get_addr`.** This crate builds shoalloc with its feature
+//!   `initial-exec-tls`: the slot is reached with the initial-exec TLS model
+//!   (thread pointer plus a GOT offset), not with the general-dynamic model
+//!   Rust's `thread_local!` gets in a `cdylib`. So `malloc` and `free` never
+//!   call `__tls_get_addr`, which glibc before 2.40 may itself call `malloc`
+//!   and `free` from, while it updates a thread's DTV after a
+//!   `dlopen`/`dlclose` of a module with TLS. (Rust's own thread-locals, on
+//!   panic paths only, still use `__tls_get_addr`.)
 //! * **Thread exit.** Shoal's pthread key destructor returns a dying thread's
 //!   cached blocks to the shared pools; frees after it (later key
 //!   destructors, glibc freeing the thread's DTV) go to the pools directly.
@@ -77,12 +85,12 @@
 //! ## Limits
 //! * Linux with glibc, x86-64 or aarch64 with 4 KiB pages (Shoal's own limits).
 //! * Load it at start-up only (`LD_PRELOAD`, or linked as `DT_NEEDED`).
-//!   Rust's `thread_local!` in a `cdylib` uses the general-dynamic TLS model
-//!   (`__tls_get_addr`). For a library loaded at start-up, glibc places its
-//!   TLS in the static TLS block, so the access never allocates. `dlopen`ing
-//!   `libshoalloc.so` later is unsupported: its TLS would be allocated lazily
-//!   with `malloc` — and memory already obtained from glibc would be passed
-//!   to our `free` and abort the process.
+//!   The initial-exec slot makes the library `DF_STATIC_TLS`: its TLS must
+//!   sit in the static TLS block, which glibc sizes at start-up for the
+//!   libraries loaded then. `dlopen`ing `libshoalloc.so` later is
+//!   unsupported: its TLS would have to fit glibc's small static-TLS surplus
+//!   (or the load fails), and memory already obtained from glibc would be
+//!   passed to our `free` and abort the process.
 //! * Not async-signal-safe, like glibc's `malloc`: a signal handler that
 //!   allocates while the same thread is inside `malloc` or `free` may corrupt
 //!   that thread's cache (glibc would deadlock instead).

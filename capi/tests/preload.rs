@@ -3,7 +3,9 @@
 //! * C programs (`tests/c/*.c`), compiled here with `cc` and run with
 //!   `LD_PRELOAD`: every exported function and its error answers, threads
 //!   with cross-thread frees and churn, `fork` from a multithreaded parent,
-//!   and pointers that must make the library abort with its message.
+//!   threads that `dlopen` and `dlclose` modules with TLS (built here from
+//!   `tests/c/tls_module.c`), and pointers that must make the library abort
+//!   with its message.
 //! * CPython running part of its own test suite with `PYTHONMALLOC=malloc`,
 //!   so every object goes through our `malloc`.
 //! * `sort`, `gzip`/`gunzip` and `git`, whose output must be byte-identical
@@ -178,6 +180,76 @@ fn c_fork_from_multithreaded_parent() {
     let out = preloaded(&mut Command::new(&exe));
     assert_success("fork.c", &out);
     assert!(text(&out.stdout).contains("fork: 32 children"));
+}
+
+/// Compiles `tests/c/tls_module.c` into `dir/tlsmod<n>.so` for each entry of
+/// `tls_bytes`: that many distinct TLS modules, with `n` as the module's id
+/// and the entry as the size of its `__thread` array.
+fn compile_tls_modules(dir: &Path, tls_bytes: &[usize]) {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    if cc == "cc" {
+        require_tool("cc", "gcc");
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/tls_module.c");
+    for (id, bytes) in tls_bytes.iter().enumerate() {
+        let status = Command::new(&cc)
+            .args([
+                "-std=gnu11",
+                "-O1",
+                "-g",
+                "-Wall",
+                "-Wextra",
+                "-fPIC",
+                "-shared",
+            ])
+            .arg(format!("-DMODULE_ID={id}"))
+            .arg(format!("-DTLS_BYTES={bytes}"))
+            .arg(&src)
+            .arg("-o")
+            .arg(dir.join(format!("tlsmod{id}.so")))
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
+        assert!(status.success(), "compiling {} failed", src.display());
+    }
+}
+
+/// glibc (before 2.40) may call `malloc` and `free` from inside
+/// `__tls_get_addr`, to update a thread's DTV after a `dlopen`/`dlclose` of
+/// a module with TLS: the library must serve those calls without needing
+/// `__tls_get_addr` itself (its slot uses the initial-exec model). Four
+/// threads load and unload 24 modules, 200 loads each, with TLS of 16 B to
+/// 1 MiB (beyond the static-TLS surplus, so allocated with our `malloc`).
+#[test]
+fn dlopen_dlclose_of_tls_modules_in_threads() {
+    let dir = scratch("dlopen_tls");
+    let exe = compile_c("dlopen_tls", &dir);
+    let sizes: Vec<usize> = (0..24)
+        .map(|i| [16, 256, 4096, 65536, 1 << 20][i % 5])
+        .collect();
+    compile_tls_modules(&dir, &sizes);
+    let run = |preload: bool| {
+        let mut cmd = Command::new(&exe);
+        cmd.arg(&dir).arg(sizes.len().to_string());
+        if preload {
+            preloaded(&mut cmd)
+        } else {
+            plain(&mut cmd)
+        }
+    };
+    // The checks themselves hold on glibc's malloc.
+    let on_glibc = run(false);
+    assert_success("dlopen_tls.c on glibc", &on_glibc);
+    let out = run(true);
+    assert_success("dlopen_tls.c", &out);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("malloc from ") && stdout.contains("libshoalloc.so"),
+        "malloc is not libshoalloc.so's: {stdout}"
+    );
+    assert!(
+        stdout.contains("800 loads in 4 threads, all ok"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -23,6 +23,38 @@
 //! directly, one block per atomic operation, and nothing is stranded.
 //! The main thread's cache is not flushed at process exit: the process's
 //! memory is about to disappear anyway.
+//!
+//! # Where the slot lives: two TLS models
+//! By default the slot is that `thread_local!`. Rust compiles it with the
+//! TLS model of the output: one add to the thread pointer in an executable,
+//! but in a shared object (`libshoalloc.so`, a `cdylib`) the general-dynamic
+//! model, a call to `__tls_get_addr` on every access — twice per
+//! `malloc`/`free` pair, about 25 of its 177 instructions. That call is
+//! also a hazard: on glibc before 2.40, after a `dlopen`/`dlclose` of a
+//! module with TLS, the next `__tls_get_addr` in a thread may call `malloc`
+//! and `free` to update the thread's DTV, and those re-enter this
+//! allocator's own TLS access in the middle of the update.
+//!
+//! With the feature `initial-exec-tls` (what `libshoalloc.so` uses), on Linux
+//! on x86-64 and aarch64, [`tls_slot!`] instead defines the slot in `.tbss`
+//! with `global_asm!` and reaches it with the initial-exec sequence in
+//! `asm!`: the thread pointer plus an offset the dynamic linker stored in
+//! the GOT at load time. No call, no lazy allocation, nothing that can
+//! re-enter. Stable Rust has no `#[thread_local]` or TLS-model attribute for
+//! a static (both are unstable), hence the assembly. The object gets the
+//! `DF_STATIC_TLS` flag, so the library's whole TLS block must sit in the
+//! static TLS area: fine for code loaded at program start, but a library
+//! `dlopen`ed later must fit glibc's small static-TLS surplus (and fails to
+//! load otherwise), so the feature is for start-up code only.
+//!
+//! The trade-off: an initial-exec slot has no "already destroyed" state, as
+//! `LocalKey::try_with` has; `slot()` always returns the address. None is
+//! needed: the static TLS block is part of the thread's descriptor and is
+//! released only with it, after the pthread key destructors (see above), so
+//! a free at any point of thread exit still finds a live slot, in state
+//! `DEAD` once the exit hook ran, and goes to the pools. The zero-filled
+//! `.tbss` image is `ThreadSlot::new()`, a `FRESH` slot: see
+//! [`ThreadSlot::new`] and its test.
 
 use super::cache::ThreadCache;
 use super::pool::{alloc_uncached, free_uncached, SharedPool};
@@ -43,7 +75,10 @@ pub struct ThreadSlot {
 }
 
 impl ThreadSlot {
-    /// A slot in the `FRESH` state.
+    /// A slot in the `FRESH` state. Every field of it is zero, so
+    /// zero-filled memory is this slot (the `const` check below and the
+    /// test `new_slot_is_all_zero`): the initial-exec slot of [`tls_slot!`],
+    /// which starts as zero-filled `.tbss`, relies on it.
     pub const fn new() -> Self {
         Self {
             cache: ThreadCache::new(),
@@ -58,12 +93,24 @@ impl Default for ThreadSlot {
     }
 }
 
+// Zero bytes are a valid `ThreadSlot` (const evaluation rejects zeroing a
+// type for which they are not, e.g. one holding a reference or `NonNull`)
+// and a `FRESH` one. That its cache is `ThreadCache::new()` is checked by
+// the test `new_slot_is_all_zero`.
+const _: () = {
+    // SAFETY: evaluated at compile time, where `mem::zeroed` of a type that
+    // has no valid all-zero value is an error rather than undefined behaviour.
+    let zero: ThreadSlot = unsafe { core::mem::zeroed() };
+    assert!(zero.state == FRESH);
+};
+
 /// Names one `const`-initialised thread-local [`ThreadSlot`] and the
 /// [`ThreadCaches`] it belongs to. Implemented by [`thread_caches!`] only.
 ///
-/// A zero-sized type implements it with a `thread_local!` inside `slot`, so
-/// the fast path reaches the slot with a direct TLS access — storing a
-/// `&'static LocalKey` instead would cost an indirect call per operation.
+/// A zero-sized type implements it with a thread-local inside `slot` (see
+/// [`tls_slot!`]), so the fast path reaches the slot with a direct TLS
+/// access — storing a `&'static LocalKey` instead would cost an indirect
+/// call per operation.
 ///
 /// # Safety
 /// `slot` returns null or the calling thread's own slot, which lives until
@@ -91,19 +138,17 @@ macro_rules! thread_caches {
         #[doc = concat!("The thread-local slot of `", stringify!($name), "`.")]
         struct $slot;
 
-        // SAFETY: the slot is a `const` thread-local of this type alone,
-        // without a destructor, so it outlives the key destructors; `$name`
-        // is the only `ThreadCaches<$slot>`.
+        $crate::shoal::thread::tls_slot!($slot);
+
+        // SAFETY: `tls_slot!` gives `$slot` a thread-local `ThreadSlot` of
+        // its own, without a destructor, that outlives the key destructors;
+        // `$name` is the only `ThreadCaches<$slot>`.
         unsafe impl $crate::shoal::thread::SlotKey for $slot {
             type Pool = $pool;
 
             #[inline(always)]
             fn slot() -> *mut $crate::shoal::thread::ThreadSlot {
-                std::thread_local! {
-                    static SLOT: core::cell::UnsafeCell<$crate::shoal::thread::ThreadSlot> =
-                        const { core::cell::UnsafeCell::new($crate::shoal::thread::ThreadSlot::new()) };
-                }
-                SLOT.try_with(|s| s.get()).unwrap_or(core::ptr::null_mut())
+                $slot::address()
             }
 
             #[inline]
@@ -119,6 +164,125 @@ macro_rules! thread_caches {
     };
 }
 pub(crate) use thread_caches;
+
+/// Gives the slot type `$slot` its thread-local [`ThreadSlot`] and an
+/// associated `fn address() -> *mut ThreadSlot`, used by
+/// [`thread_caches!`] only.
+///
+/// This definition: the initial-exec TLS model (feature `initial-exec-tls`,
+/// Linux, x86-64 or aarch64; why and the trade-off are in the module
+/// documentation). The slot is a symbol `shoalloc_<$slot>` in `.tbss`,
+/// zero-filled (a `FRESH` slot), `size_of::<ThreadSlot>()` bytes, 16-aligned.
+/// It is global in the object file, because `address` is inlined into other
+/// codegen units and into crates that call the allocator, whose objects
+/// refer to it by name; `.hidden` makes the linker turn it into a local
+/// symbol of the linked library or executable, so it is never exported.
+/// One symbol per slot type: `Shoal`'s slot and the locked ablation's stay
+/// apart.
+#[cfg(all(
+    feature = "initial-exec-tls",
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    not(miri)
+))]
+macro_rules! tls_slot {
+    ($slot:ident) => {
+        const _: () = assert!(core::mem::align_of::<$crate::shoal::thread::ThreadSlot>() <= 16);
+
+        core::arch::global_asm!(
+            concat!(".pushsection .tbss.shoalloc_", stringify!($slot), ",\"awT\",%nobits"),
+            concat!(".globl shoalloc_", stringify!($slot)),
+            concat!(".hidden shoalloc_", stringify!($slot)),
+            concat!(".type shoalloc_", stringify!($slot), ",%object"),
+            concat!(".size shoalloc_", stringify!($slot), ", {size}"),
+            ".p2align 4",
+            concat!("shoalloc_", stringify!($slot), ":"),
+            ".zero {size}",
+            ".popsection",
+            size = const core::mem::size_of::<$crate::shoal::thread::ThreadSlot>(),
+        );
+
+        impl $slot {
+            /// This thread's slot: the thread pointer plus the slot's
+            /// offset in the static TLS area, read from the GOT entry that
+            /// the dynamic linker (or, in an executable, the static linker)
+            /// filled before any code of the program ran.
+            #[inline(always)]
+            fn address() -> *mut $crate::shoal::thread::ThreadSlot {
+                let slot: *mut $crate::shoal::thread::ThreadSlot;
+                // SAFETY: reads the thread pointer (`fs:0` holds the TCB's
+                // own address, as the x86-64 TLS ABI requires) and the GOT
+                // entry of a TLS symbol this crate defines; writes only the
+                // output register and the flags (not preserved). The GOT
+                // entry never changes after load and the thread pointer not
+                // within a thread, so the sequence is pure; it touches no
+                // memory Rust can see.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    core::arch::asm!(
+                        "mov {r}, qword ptr fs:0",
+                        concat!("add {r}, qword ptr [rip + shoalloc_", stringify!($slot), "@GOTTPOFF]"),
+                        r = out(reg) slot,
+                        options(pure, nomem, nostack),
+                    );
+                }
+                // SAFETY: reads `tpidr_el0` (the thread pointer) and, with
+                // `adrp` + `ldr`, the GOT entry of a TLS symbol this crate
+                // defines; writes only the two output registers; flags are
+                // untouched. Pure, as on x86-64.
+                #[cfg(target_arch = "aarch64")]
+                unsafe {
+                    core::arch::asm!(
+                        "mrs {r}, tpidr_el0",
+                        concat!("adrp {t}, :gottprel:shoalloc_", stringify!($slot)),
+                        concat!("ldr {t}, [{t}, #:gottprel_lo12:shoalloc_", stringify!($slot), "]"),
+                        "add {r}, {r}, {t}",
+                        r = out(reg) slot,
+                        t = out(reg) _,
+                        options(pure, nomem, nostack, preserves_flags),
+                    );
+                }
+                if slot.is_null() {
+                    // SAFETY: the address of a live object in this thread's
+                    // static TLS block is never null. Saying so lets the
+                    // caller's null check fold away.
+                    unsafe { core::hint::unreachable_unchecked() }
+                }
+                slot
+            }
+        }
+    };
+}
+
+/// Gives the slot type `$slot` its thread-local [`ThreadSlot`] and an
+/// associated `fn address() -> *mut ThreadSlot`, used by
+/// [`thread_caches!`] only.
+///
+/// This definition: a `const`-initialised `thread_local!` (the default, and
+/// on targets without the initial-exec variant). `address` returns null
+/// once std reports thread-locals as destroyed.
+#[cfg(not(all(
+    feature = "initial-exec-tls",
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    not(miri)
+)))]
+macro_rules! tls_slot {
+    ($slot:ident) => {
+        impl $slot {
+            /// This thread's slot, or null when thread-locals are gone.
+            #[inline(always)]
+            fn address() -> *mut $crate::shoal::thread::ThreadSlot {
+                std::thread_local! {
+                    static SLOT: core::cell::UnsafeCell<$crate::shoal::thread::ThreadSlot> =
+                        const { core::cell::UnsafeCell::new($crate::shoal::thread::ThreadSlot::new()) };
+                }
+                SLOT.try_with(|s| s.get()).unwrap_or(core::ptr::null_mut())
+            }
+        }
+    };
+}
+pub(crate) use tls_slot;
 
 /// Thread caches over one shared pool: the thread-local slot (`K`), the pool,
 /// and the pthread key whose destructor flushes a dying thread's cache.
@@ -288,5 +452,54 @@ impl<K: SlotKey> ThreadCaches<K> {
         }
         // SAFETY: the cache of a `K` slot only ever held blocks of `self.pool`.
         unsafe { slot.cache.flush_all(self.pool) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::MaybeUninit;
+
+    /// The initial-exec slot starts as zero-filled `.tbss`; that must read
+    /// as `ThreadSlot::new()`. Compared through `Debug`, which shows every
+    /// field (a byte comparison would read padding, which a `const` value
+    /// leaves uninitialised).
+    #[test]
+    fn new_slot_is_all_zero() {
+        let zero = MaybeUninit::<ThreadSlot>::zeroed();
+        // SAFETY: all-zero bytes are a valid `ThreadSlot` (raw pointers,
+        // integers): the `const` assertion next to `ThreadSlot` checks it.
+        let zero = unsafe { zero.assume_init() };
+        assert_eq!(zero.state, FRESH);
+        assert_eq!(format!("{zero:?}"), format!("{:?}", ThreadSlot::new()));
+    }
+
+    struct TestSlot;
+    tls_slot!(TestSlot);
+
+    /// A slot of a type of its own (so in the initial-exec build a third
+    /// TLS symbol): per thread, stable, aligned, starting `FRESH`.
+    #[test]
+    fn slot_is_per_thread_and_starts_fresh() {
+        let here = TestSlot::address();
+        assert!(!here.is_null());
+        assert_eq!(here as usize % core::mem::align_of::<ThreadSlot>(), 0);
+        assert_eq!(TestSlot::address(), here);
+        // SAFETY: this thread's own slot, used by nothing else.
+        unsafe {
+            assert_eq!((*here).state, FRESH);
+            (*here).state = DEAD;
+            assert_eq!((*TestSlot::address()).state, DEAD);
+        }
+        let there = std::thread::spawn(|| {
+            let slot = TestSlot::address();
+            // SAFETY: that thread's own slot, used by nothing else.
+            let state = unsafe { (*slot).state };
+            (slot as usize, state)
+        })
+        .join()
+        .unwrap();
+        assert_ne!(there.0, here as usize);
+        assert_eq!(there.1, FRESH);
     }
 }
