@@ -1,5 +1,5 @@
 //! Loom models of the large-object mapping park (`MappingPark`): parking
-//! and taking freed mappings through CAS on slot words, racing with each
+//! and taking freed mappings through CAS on entry words, racing with each
 //! other, with a full park, and with a second taker. Each model ends with a
 //! conservation check — every mapping is held by exactly one party (a thread
 //! that took it, the thread whose park failed and so still owns it, or the
@@ -106,7 +106,7 @@ fn full_park_refuses_one_parker() {
     model(
         "mapping_full_park",
         2,
-        "T1: park M1 | T2: park M2 (one slot)",
+        "T1: park M1 | T2: park M2 (one entry)",
         || {
             let w = World::<1>::new();
             let (a, b) = (w.clone(), w.clone());
@@ -114,7 +114,7 @@ fn full_park_refuses_one_parker() {
             let t2 = thread::spawn(move || b.free(M2, 2));
             let mut held = t1.join().unwrap();
             held.extend(t2.join().unwrap());
-            assert_eq!(held.len(), 1, "exactly one park must fail with one slot");
+            assert_eq!(held.len(), 1, "exactly one park must fail with one entry");
             w.conserve(held, &[M1, M2]);
         },
     );

@@ -22,7 +22,8 @@
 //! | layer | job |
 //! |---|---|
 //! | `shoal` (the [`Shoal`] front) | `GlobalAlloc` and the unsized operations C needs, over a small path and large objects |
-//! | `shoal::{small_path, locked}` | the small paths: thread-cached (`Shoal`), uncached and locked (ablations) |
+//! | `shoal::locked` | the locked small path (ablation), over `small_path`'s trait |
+//! | `shoal::small_path` | the small paths: thread-cached (`Shoal`) and uncached (ablation) |
 //! | `shoal::{thread, cache}` | binding a cache to each thread; the per-thread free lists (the fast path) |
 //! | `shoal::{large, mapping_park}` | large objects, one mapping each, and freed mappings kept for reuse |
 //! | `shoal::{segment, address_map}` | 4 MiB segments of blocks; which address ranges are ours |

@@ -415,7 +415,7 @@ impl<const N: usize> Arenas<N> {
             }
             let is_last_of_bucket = ao
                 .nextarena
-                .map_or(true, |n| self.obj(n).nfreepools as usize != nf);
+                .is_none_or(|n| self.obj(n).nfreepools as usize != nf);
             assert_eq!(
                 self.nfp2lasta[nf] == Some(r),
                 is_last_of_bucket,

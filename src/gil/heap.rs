@@ -120,22 +120,7 @@ impl<const N: usize> Heap<N> {
         // SAFETY: the block is live, so its pool header is live and ours.
         unsafe {
             let class = (*pool).szidx as usize;
-            #[cfg(shoalloc_fault)]
-            if block == self.dup.block {
-                // First free of a double-handed-out block that still sits on
-                // the free list: restore its real link instead of pushing it
-                // twice, which undoes the fault. The pool cannot have been
-                // full (the block is on its free list).
-                block.cast::<*mut u8>().write(self.dup.next);
-                self.dup.block = ptr::null_mut();
-                (*pool).ref_count -= 1;
-            } else if pool::push(pool, block) {
-                // It was full, so it was in no list.
-                self.link_back(class, pool);
-                return;
-            }
-            #[cfg(not(shoalloc_fault))]
-            if pool::push(pool, block) {
+            if self.put_back(pool, block) {
                 // It was full, so it was in no list.
                 self.link_back(class, pool);
                 return;
@@ -145,6 +130,31 @@ impl<const N: usize> Heap<N> {
                 self.arenas.return_pool(pool);
             }
         }
+    }
+
+    /// Puts a freed block back on its pool's free list (`pool::push`);
+    /// returns whether the pool was full.
+    ///
+    /// # Safety
+    /// As [`Heap::free`]; `pool` is the block's pool.
+    #[inline]
+    unsafe fn put_back(&mut self, pool: *mut PoolHeader, block: *mut u8) -> bool {
+        #[cfg(shoalloc_fault)]
+        if block == self.dup.block {
+            // First free of a double-handed-out block that still sits on the
+            // free list: restore its real link instead of pushing it twice,
+            // which undoes the fault. The pool cannot have been full (the
+            // block is on its free list).
+            // SAFETY: the block is ours again; its pool header is live.
+            unsafe {
+                block.cast::<*mut u8>().write(self.dup.next);
+                (*pool).ref_count -= 1;
+            }
+            self.dup.block = ptr::null_mut();
+            return false;
+        }
+        // SAFETY: forwarded contract: a live block of `pool`, given back.
+        unsafe { pool::push(pool, block) }
     }
 
     /// Test-only fault: like [`Heap::malloc`], but the block also stays at the

@@ -112,10 +112,17 @@ impl Shoal {
     /// is gone). Detecting it would need a per-block state bit.
     ///
     /// # Safety
-    /// No other thread frees the object `ptr` points into (if it is one of
-    /// ours) during the call: a large object's header is read after the
-    /// address-map lookup, and a concurrent free may unmap it in between.
-    /// A pointer the caller owns, or one that no thread frees, is always fine.
+    /// During the call, no other thread frees a `Shoal` large object whose
+    /// header lies at the start of the 4 MiB granule holding `ptr - 1`: the
+    /// header is read after the address-map lookup, and a concurrent free
+    /// may unmap it in between. That granule belongs to the object `ptr`
+    /// points into when `ptr` is ours; a foreign pointer can fall into the
+    /// unused tail of a large object's granule, and then the precondition is
+    /// about that object. In C terms: no `free` of a large object racing with
+    /// a `free`, `realloc` or `malloc_usable_size` of a pointer near it that
+    /// is not a live block — a program that frees only what it allocated, once,
+    /// always meets it. Small blocks are safe for any pointer: segments are
+    /// never unmapped.
     pub unsafe fn owner(ptr: *const u8) -> Owner {
         let addr = ptr as usize;
         if addr == 0 {
@@ -149,7 +156,8 @@ impl Shoal {
                 }
                 Owner::Small(class)
             }
-            // SAFETY: the caller promises no concurrent free of the object.
+            // SAFETY: the caller promises no concurrent free of the large
+            // object whose header starts this granule.
             Granule::Large if unsafe { large::is_large(ptr.cast_mut()) } => Owner::Large,
             _ => Owner::Foreign,
         }
@@ -161,10 +169,10 @@ impl Shoal {
     /// recognises `ptr` as not ours; the caller decides how to report it.
     ///
     /// # Safety
-    /// If `ptr` is ours, it must be live, not used afterwards, and freed by no
-    /// other thread at the same time.
+    /// If `ptr` is ours, it must be live and is not used afterwards; and
+    /// [`Shoal::owner`]'s precondition holds for `ptr`.
     pub unsafe fn free_unsized(ptr: *mut u8) -> Result<(), ForeignPointer> {
-        // SAFETY: the caller frees `ptr`; nobody else does meanwhile.
+        // SAFETY: forwarded precondition.
         let class = match unsafe { Self::owner(ptr) } {
             Owner::Small(class) => Some(class),
             Owner::Large => None,
@@ -178,7 +186,8 @@ impl Shoal {
     /// Usable bytes at `ptr`, or `None` if it is not ours.
     ///
     /// # Safety
-    /// If `ptr` is ours, it must be live and not freed during the call.
+    /// If `ptr` is ours, it must be live; and [`Shoal::owner`]'s precondition
+    /// holds for `ptr`.
     pub unsafe fn usable_size(ptr: *const u8) -> Option<usize> {
         // SAFETY: the caller's promise.
         match unsafe { Self::owner(ptr) } {
@@ -200,9 +209,9 @@ impl Shoal {
     /// than `align` may lose that alignment when it moves.
     ///
     /// # Safety
-    /// If `ptr` is ours, it must be live and freed by no other thread during
-    /// the call; unless the result is `Ok(null)`, `ptr` must not be used
-    /// afterwards.
+    /// If `ptr` is ours, it must be live, and unless the result is `Ok(null)`
+    /// it is not used afterwards; and [`Shoal::owner`]'s precondition holds
+    /// for `ptr`.
     pub unsafe fn realloc_unsized(
         ptr: *mut u8,
         new_size: usize,
@@ -244,9 +253,14 @@ impl<P: SmallPath> Shoal<P> {
     ) -> *mut u8 {
         let new_class = class_for(new_size, align);
         let in_place = match (class, new_class) {
+            // Blocks of one class are all aligned alike, and `class_for`
+            // chose this class for `align`.
             (Some(old), Some(new)) => old == new,
-            // SAFETY: a live large object of at least `old_size` bytes.
-            (None, None) => unsafe { large::resize_in_place(ptr, old_size, new_size) },
+            // A large object placed for a smaller alignment must move.
+            (None, None) if ptr as usize % align == 0 => {
+                // SAFETY: a live large object of at least `old_size` bytes.
+                unsafe { large::resize_in_place(ptr, old_size, new_size) }
+            }
             _ => false,
         };
         if in_place {

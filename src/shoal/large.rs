@@ -33,14 +33,14 @@ use super::mapping_park::MappingPark;
 use super::segment::SEGMENT_SIZE;
 use crate::os::{self, PAGE};
 
-/// Slots of the mapping park.
-pub const PARK_SLOTS: usize = 16;
+/// Entries of the mapping park.
+pub const PARK_ENTRIES: usize = 16;
 /// Most bytes parked in the mapping park at once.
 pub const PARK_MAX_BYTES: usize = 32 << 20;
 /// Largest mapping the park keeps.
 pub const PARK_MAX_MAPPING: usize = 8 << 20;
 
-static PARK: MappingPark<PARK_SLOTS> = MappingPark::new(PARK_MAX_BYTES, PARK_MAX_MAPPING);
+static PARK: MappingPark<PARK_ENTRIES> = MappingPark::new(PARK_MAX_BYTES, PARK_MAX_MAPPING);
 
 const LARGE_MAGIC: u64 = 0x5348_4f41_4c4c_5247; // "SHOALLRG"
 
@@ -154,8 +154,9 @@ unsafe fn header(ptr: *mut u8) -> &'static LargeHeader {
 /// # Safety
 /// No other thread frees the large object whose header the address map
 /// vouches for during the call: its mapping could go between the lookup and
-/// the read. (For a live object that is the caller's own, this holds; for a
-/// stray pointer, it is a double free racing with a free.)
+/// the read. (For a live object that is the caller's own, this holds; a
+/// stray pointer may fall into the unused tail of another large object's
+/// granule, and then it is about that object: see `Shoal::owner`.)
 pub(crate) unsafe fn is_large(ptr: *mut u8) -> bool {
     if address_map::lookup((ptr as usize).wrapping_sub(1)) != Granule::Large {
         return false;

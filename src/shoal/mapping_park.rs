@@ -3,15 +3,15 @@
 //! An `mmap` costs a system call, an over-map and two trims, and every page is
 //! faulted in and zeroed again; programs that allocate and free buffers of a
 //! few hundred KiB in a loop would pay that every time. So freed mappings are
-//! parked in a fixed number of slots, up to a byte cap, and reused by the next
+//! parked in a fixed number of entries, up to a byte cap, and reused by the next
 //! request they fit without wasting more than half of them.
 //!
 //! # Protocol
-//! A slot is one atomic word: `page number of the base << 20 | page count`,
+//! An entry is one atomic word: `page number of the base << 20 | page count`,
 //! 0 when empty. Parking is a CAS from 0; taking is a CAS from the observed
-//! word to 0. If a slot is emptied and refilled with the *same* mapping
+//! word to 0. If an entry is emptied and refilled with the *same* mapping
 //! between another thread's load and CAS, that CAS takes a mapping that is
-//! free again — harmless, so the slots need no ABA tag. `bytes` is reserved
+//! free again — harmless, so the entries need no ABA tag. `bytes` is reserved
 //! (fetch_add) before parking and given back when parking fails, so it never
 //! exceeds the cap by more than the racing reservations that are about to be
 //! undone. Release on park and Acquire on take order the freeing thread's
@@ -22,18 +22,18 @@
 
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
-/// Bits of a slot word that hold the page count.
+/// Bits of an entry word that hold the page count.
 const PAGES_BITS: u32 = 20;
-/// Page size the slot words count in.
+/// Page size the entry words count in.
 const PAGE: usize = crate::os::PAGE;
 
-/// Up to `SLOTS` parked mappings, at most `max_bytes` in all, each at most
+/// Up to `ENTRIES` parked mappings, at most `max_bytes` in all, each at most
 /// `max_mapping` bytes (and below 4 GiB, the page-count field's range).
 #[derive(Debug)]
-pub struct MappingPark<const SLOTS: usize> {
-    /// Invariant: every non-zero slot names a distinct mapping that no
+pub struct MappingPark<const ENTRIES: usize> {
+    /// Invariant: every non-zero entry names a distinct mapping that no
     /// allocation uses; `bytes` ≥ the sum of their sizes.
-    slots: [AtomicU64; SLOTS],
+    entries: [AtomicU64; ENTRIES],
     bytes: AtomicUsize,
     max_bytes: usize,
     max_mapping: usize,
@@ -50,12 +50,12 @@ fn unpack(word: u64) -> (usize, usize) {
     )
 }
 
-impl<const SLOTS: usize> MappingPark<SLOTS> {
+impl<const ENTRIES: usize> MappingPark<ENTRIES> {
     /// An empty park.
     #[cfg(not(loom))]
     pub const fn new(max_bytes: usize, max_mapping: usize) -> Self {
         Self {
-            slots: [const { AtomicU64::new(0) }; SLOTS],
+            entries: [const { AtomicU64::new(0) }; ENTRIES],
             bytes: AtomicUsize::new(0),
             max_bytes,
             max_mapping: min(max_mapping, ((1 << PAGES_BITS) - 1) * PAGE),
@@ -66,7 +66,7 @@ impl<const SLOTS: usize> MappingPark<SLOTS> {
     #[cfg(loom)]
     pub fn new(max_bytes: usize, max_mapping: usize) -> Self {
         Self {
-            slots: core::array::from_fn(|_| AtomicU64::new(0)),
+            entries: core::array::from_fn(|_| AtomicU64::new(0)),
             bytes: AtomicUsize::new(0),
             max_bytes,
             max_mapping: min(max_mapping, ((1 << PAGES_BITS) - 1) * PAGE),
@@ -84,8 +84,8 @@ impl<const SLOTS: usize> MappingPark<SLOTS> {
         if self.bytes.load(Ordering::Relaxed) < need {
             return None;
         }
-        for slot in &self.slots {
-            let word = slot.load(Ordering::Relaxed);
+        for entry in &self.entries {
+            let word = entry.load(Ordering::Relaxed);
             if word == 0 {
                 continue;
             }
@@ -93,7 +93,7 @@ impl<const SLOTS: usize> MappingPark<SLOTS> {
             if size < need || size / 2 > need {
                 continue;
             }
-            if slot
+            if entry
                 .compare_exchange(word, 0, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
@@ -116,8 +116,8 @@ impl<const SLOTS: usize> MappingPark<SLOTS> {
             return false;
         }
         let word = pack(base, size);
-        for slot in &self.slots {
-            if slot
+        for entry in &self.entries {
+            if entry
                 .compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
                 .is_ok()
             {
@@ -142,7 +142,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slot_words_round_trip() {
+    fn entry_words_round_trip() {
         let (base, size) = (0x7f12_3440_0000usize, 5 * PAGE);
         assert_eq!(unpack(pack(base, size)), (base, size));
     }
@@ -153,7 +153,7 @@ mod tests {
         assert!(!park.park(0x1000_0000, 5 * PAGE), "larger than max_mapping");
         assert!(park.park(0x1000_0000, 4 * PAGE));
         assert!(park.park(0x2000_0000, 2 * PAGE));
-        assert!(!park.park(0x3000_0000, PAGE), "no free slot");
+        assert!(!park.park(0x3000_0000, PAGE), "no free entry");
         assert_eq!(park.bytes(), 6 * PAGE);
         // 4 pages would waste more than half for 1 page; 2 pages would not.
         assert_eq!(park.take(PAGE), Some((0x2000_0000, 2 * PAGE)));

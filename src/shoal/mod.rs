@@ -16,8 +16,9 @@
 //!
 //! Imports go downwards only: `size_class` → `stack` → `pool` →
 //! `address_map` → `segment` → `mapping_park` → `large` → `cache` →
-//! `thread` → `small_path`, `locked` → `front`, with `crate::sync` and
-//! `crate::os` below all of them.
+//! `thread` → `small_path` → `locked` → `front`, with `crate::sync` and
+//! `crate::os` below all of them (and `crate::fault`, in test builds, just
+//! above `size_class`).
 //!
 //! All state is process-wide; `Shoal` is a zero-sized handle to it, so any
 //! number of `Shoal` values (a `#[global_allocator]` and direct callers in

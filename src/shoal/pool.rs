@@ -50,10 +50,19 @@ pub struct Batch {
 /// the loom models substitute small in-memory segments.
 ///
 /// # Safety
-/// `addr_of(handle_of(p)) == p` for every block `p` carved from a segment
-/// returned by `acquire`; `segment_addr(i) + segment_bytes()` stays mapped
-/// and writable for the backing's lifetime; the [`NodeSpace`] link of a
-/// block's handle is a word that the pool may overwrite while the block is free.
+/// - `acquire` returns an index ≥ 1 of a segment that no one else holds, and
+///   never returns the same segment again unless `release` gave it back;
+/// - `segment_addr(i)` is 16-byte aligned, and `segment_addr(i) ..
+///   segment_addr(i) + segment_bytes()` stays mapped and writable for the
+///   backing's lifetime;
+/// - `segment_bytes()` is below 2^32 (the carve word keeps the offset in 32
+///   bits) and exceeds `first_block_offset(c, header_bytes())` plus the
+///   largest class size, for every class `c` it is asked for;
+/// - `addr_of(handle_of(p)) == p` for every block `p` carved from a segment
+///   returned by `acquire`, and `handle_of(p)` is non-zero and at most
+///   [`HANDLE_MASK`](super::stack::HANDLE_MASK);
+/// - the [`NodeSpace`] link of a block's handle is a word that the pool may
+///   overwrite while the block is free.
 pub unsafe trait Backing: NodeSpace {
     /// Bytes in each segment.
     fn segment_bytes(&self) -> usize;
@@ -89,13 +98,15 @@ pub unsafe trait Backing: NodeSpace {
 /// design buys.
 ///
 /// # Safety
-/// Every batch `take` returns must be a valid chain of exactly `len` free
-/// blocks of `class`, at least `CLASS_SIZE[class]` bytes each, owned by the
-/// caller from then on: the thread caches dereference them.
+/// Every batch `take` returns must be a valid, null-terminated chain of
+/// exactly `len` ≥ 1 free blocks of `class` (so its head is non-null), at
+/// least `CLASS_SIZE[class]` bytes each and aligned as the class promises,
+/// owned by the caller from then on: the thread caches dereference them.
 pub unsafe trait SharedPool {
-    /// A batch of free blocks of `class` — usually `want` (≥ 1) of them when
-    /// carved, however many a thread gave back when reused — or `None` when
-    /// out of memory.
+    /// A batch of free blocks of `class` — usually `want` of them (at least
+    /// one, whatever `want` says) when carved, however many a thread gave
+    /// back when reused — or `None` when out of memory. Panics if `class` is
+    /// not a size class.
     fn take(&self, class: usize, want: u32) -> Option<Batch>;
     /// Returns a batch of free blocks of `class`.
     ///
@@ -168,6 +179,8 @@ impl ClassPool {
     /// Cuts up to `want` never-used blocks off the current segment, installing
     /// a fresh segment when it is exhausted.
     fn carve(&self, backing: &impl Backing, class: usize, want: u32) -> Option<Batch> {
+        // A batch is never empty (`SharedPool`'s contract).
+        let want = want.max(1);
         let size = CLASS_SIZE[class] as usize;
         let seg_bytes = backing.segment_bytes();
         let mut word = self.carve.load(Ordering::Acquire);

@@ -194,10 +194,11 @@ pub const fn batch_len(class: usize) -> u32 {
     BATCH_LEN[class]
 }
 
-/// A bound on the blocks of one class a thread cache keeps: two batches (an
-/// active list below one batch, plus one spare batch). Past one spare batch,
-/// every further batch a thread frees goes back to the shared pool, so a
-/// thread that only frees returns memory instead of hoarding it.
+/// A strict bound on the blocks of one class a thread cache keeps: two
+/// batches (it holds at most a `recent` list one short of a batch plus one
+/// `stock` batch). Past that, every further batch a thread frees goes back to
+/// the shared pool, so a thread that only frees returns memory instead of
+/// hoarding it.
 #[inline]
 pub const fn cache_limit(class: usize) -> u32 {
     2 * batch_len(class)

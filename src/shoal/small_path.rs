@@ -14,10 +14,11 @@ use super::thread::thread_caches;
 /// Alloc and free of one block of a size class.
 ///
 /// # Safety
-/// `alloc(class)` returns null or a block of at least `CLASS_SIZE[class]`
-/// bytes, aligned as the class promises (see `size_class`), that no other
-/// live allocation overlaps and that belongs to the caller until it is given
-/// to `free(class, _)`; it must not unwind.
+/// For `class < NUM_CLASSES`, `alloc(class)` returns null or a block of at
+/// least `CLASS_SIZE[class]` bytes, aligned as the class promises (see
+/// `size_class`), that no other live allocation overlaps and that belongs to
+/// the caller until it is given to `free(class, _)`, and it does not unwind.
+/// For any other `class` it panics (the front never passes one).
 pub unsafe trait SmallPath: 'static {
     /// A block of `class`, or null when out of memory.
     fn alloc(class: usize) -> *mut u8;

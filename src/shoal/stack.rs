@@ -107,8 +107,11 @@ impl<const TAGGED: bool> TaggedStack<TAGGED> {
     /// blocks. One successful CAS publishes the whole batch.
     ///
     /// # Safety
-    /// `handle` must be non-zero, valid in `space`, and not currently in any
-    /// stack; the caller gives up the batch.
+    /// `handle` must be non-zero, at most [`HANDLE_MASK`], valid in `space`,
+    /// and not currently in any stack; `len` must be below 2^[`TAG_BITS`]
+    /// (it shares the link word with the next handle); `space` is the space
+    /// of every other push and pop on this stack; the caller gives up the
+    /// batch.
     pub unsafe fn push(&self, space: &impl NodeSpace, handle: u64, len: u32) {
         debug_assert!(handle != 0 && handle <= HANDLE_MASK);
         debug_assert!(u64::from(len) < (1 << TAG_BITS));
