@@ -22,36 +22,24 @@ OUT="${OUT:-$ROOT/papers/preload.md}"
 cd "$ROOT"
 
 # ---- dependencies -----------------------------------------------------------
-declare -A PEER_LIB=(
-    [mimalloc]=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
-    [jemalloc]=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
-    [tcmalloc]=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
-)
-declare -A PEER_PKG=(
-    [mimalloc]=libmimalloc2.0 [jemalloc]=libjemalloc2 [tcmalloc]=libtcmalloc-minimal4
-)
-missing=()
-for p in mimalloc jemalloc tcmalloc; do
-    [[ -e ${PEER_LIB[$p]} ]] || missing+=("${PEER_PKG[$p]}")
-done
+# shellcheck source=peers.sh
+source "$ROOT/capi/bench/peers.sh"
+mapfile -t missing < <(peers_missing_pkgs)
 [[ -x /usr/bin/time ]] || missing+=(time)
 command -v gcc >/dev/null || missing+=(gcc)
 command -v git >/dev/null || missing+=(git)
 command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "preload.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
+    bench_install preload.sh "${missing[@]}" || exit 1
+    peers_locate
+    if [[ -n $(peers_missing_pkgs) ]]; then
+        echo "preload.sh: still missing after apt-get: $(peers_missing_pkgs | xargs)" >&2
         exit 1
     fi
-    echo "preload.sh: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 
 # ---- the library ------------------------------------------------------------
-SHOAL="$(cargo build --release -p shoalloc-capi --message-format=json 2>/dev/null |
-    grep -o '"[^"]*/libshoalloc\.so"' | tail -n 1 | tr -d '"')"
+SHOAL="$(shoalloc_build)"
 [[ -f $SHOAL ]] || { echo "preload.sh: could not build libshoalloc.so" >&2; exit 1; }
 
 ALLOCS=(shoalloc mimalloc jemalloc tcmalloc glibc)
@@ -210,8 +198,8 @@ minmax() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR == 1 { lo = $1 } { hi 
     echo "Every cell is a fresh process; $REPS interleaved repetitions (allocator order rotated"
     echo "each repetition); wall time is the median with min–max in brackets, peak RSS"
     echo "(\`/usr/bin/time %M\`) the median. Allocators: \`libshoalloc.so\` from this tree"
-    echo "(\`target/release/libshoalloc.so\`), Debian bookworm's libmimalloc2.0 (2.0.9),"
-    echo "libjemalloc2 (5.3.0), libtcmalloc-minimal4 (gperftools 2.10), and glibc $(ldd --version | head -n1 | awk '{print $NF}')"
+    echo "(\`target/release/libshoalloc.so\`), Debian's libmimalloc2.0 ($(peer_version mimalloc)),"
+    echo "libjemalloc2 ($(peer_version jemalloc)), libtcmalloc-minimal4 ($(peer_version tcmalloc)), and glibc $(ldd --version | head -n1 | awk '{print $NF}')"
     echo "malloc without preload. Each run's output was compared with glibc's."
     echo "Load average (1/5/15 min) at the start: $LOAD_START; at the end: $LOAD_END — on a"
     echo "shared machine, other work inflates the spread; gzip, which hardly allocates, shows"
