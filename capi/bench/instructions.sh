@@ -60,14 +60,6 @@ fi
 STALE="$(find src capi/src Cargo.toml capi/Cargo.toml -newer "$SHOAL" -type f 2>/dev/null | sed -n 1p)" || true
 [[ -z $STALE ]] || echo "instructions.sh: $STALE is newer than $SHOAL (REBUILD=1 rebuilds)" >&2
 
-ALLOCS=(shoalloc mimalloc jemalloc tcmalloc glibc)
-preload_of() {
-    case $1 in
-    shoalloc) echo "$SHOAL" ;;
-    glibc) echo "" ;;
-    *) echo "${PEER_LIB[$1]:-}" ;;
-    esac
-}
 RUN=()
 SKIPPED=()
 for a in "${ALLOCS[@]}"; do

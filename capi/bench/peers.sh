@@ -13,6 +13,10 @@
 #   shoalloc_build              cargo build --release -p shoalloc-capi, prints
 #                               the path of libshoalloc.so
 #   shoalloc_lib_path           where that build puts libshoalloc.so
+#   ALLOCS                      every allocator compared, in report order
+#   preload_of ALLOC            what LD_PRELOAD must name for it: $SHOAL
+#                               (set by the caller), a peer's library, or ""
+#                               for glibc (nothing preloaded)
 
 PEERS=(mimalloc jemalloc tcmalloc)
 declare -A PEER_PKG=(
@@ -22,6 +26,15 @@ declare -A PEER_SONAME=(
     [mimalloc]=libmimalloc.so.2 [jemalloc]=libjemalloc.so.2 [tcmalloc]=libtcmalloc_minimal.so.4
 )
 declare -A PEER_LIB=()
+
+ALLOCS=(shoalloc mimalloc jemalloc tcmalloc glibc)
+preload_of() {
+    case $1 in
+    shoalloc) echo "$SHOAL" ;;
+    glibc) echo "" ;;
+    *) echo "${PEER_LIB[$1]:-}" ;;
+    esac
+}
 
 peers_locate() {
     local p f

@@ -42,14 +42,6 @@ fi
 SHOAL="$(shoalloc_build)"
 [[ -f $SHOAL ]] || { echo "preload.sh: could not build libshoalloc.so" >&2; exit 1; }
 
-ALLOCS=(shoalloc mimalloc jemalloc tcmalloc glibc)
-preload_of() {
-    case $1 in
-    shoalloc) echo "$SHOAL" ;;
-    glibc) echo "" ;;
-    *) echo "${PEER_LIB[$1]}" ;;
-    esac
-}
 
 # ---- inputs -----------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/shoalloc-preload.XXXXXX")"

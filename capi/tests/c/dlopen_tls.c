@@ -29,22 +29,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
+
 enum { THREADS = 4, LOADS = 200, WINDOW = 6, MAX_MODULES = 64 };
 
-static atomic_int failures;
 static atomic_long loads;
 static const char *dir;
 static int modules;
 static pthread_barrier_t start;
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-            atomic_fetch_add(&failures, 1);                                    \
-        }                                                                      \
-    } while (0)
 
 static uint64_t next_rand(uint64_t *s) {
     *s ^= *s << 13;

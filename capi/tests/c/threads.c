@@ -14,16 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static atomic_int failures;
+#include "check.h"
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-            atomic_fetch_add(&failures, 1);                                    \
-        }                                                                      \
-    } while (0)
+
 
 struct hdr {
     size_t size;
