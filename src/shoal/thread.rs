@@ -179,12 +179,7 @@ pub(crate) use thread_caches;
 /// symbol of the linked library or executable, so it is never exported.
 /// One symbol per slot type: `Shoal`'s slot and the locked ablation's stay
 /// apart.
-#[cfg(all(
-    feature = "initial-exec-tls",
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64"),
-    not(miri)
-))]
+#[cfg(shoalloc_initial_exec_tls)]
 macro_rules! tls_slot {
     ($slot:ident) => {
         const _: () = assert!(core::mem::align_of::<$crate::shoal::thread::ThreadSlot>() <= 16);
@@ -261,12 +256,7 @@ macro_rules! tls_slot {
 /// This definition: a `const`-initialised `thread_local!` (the default, and
 /// on targets without the initial-exec variant). `address` returns null
 /// once std reports thread-locals as destroyed.
-#[cfg(not(all(
-    feature = "initial-exec-tls",
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64"),
-    not(miri)
-)))]
+#[cfg(not(shoalloc_initial_exec_tls))]
 macro_rules! tls_slot {
     ($slot:ident) => {
         impl $slot {
