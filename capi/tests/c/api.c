@@ -13,17 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 /* Call through volatile function pointers so the compiler cannot fold
  * impossible requests (gcc knows malloc(SIZE_MAX) "returns NULL"). */

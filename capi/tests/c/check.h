@@ -1,4 +1,4 @@
-/* The failure counter and CHECK macro shared by the multithreaded C tests:
+/* The failure counter and CHECK macro shared by the C tests:
  * a failed check is reported with its place and counted, and the program's
  * exit status says whether any failed (atomically, so threads may check). */
 #ifndef SHOALLOC_TEST_CHECK_H
