@@ -38,6 +38,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod fatal;
+#[cfg(not(loom))]
+mod options;
 // Under loom only `PAGE` is used: the models bring their own memory.
 #[cfg_attr(loom, allow(dead_code))]
 mod os;
@@ -53,6 +56,40 @@ mod gil;
 pub use gil::{GilAlloc, GilStats};
 #[cfg(not(loom))]
 pub use shoal::{ForeignPointer, Owner, Shoal};
+
+/// Gives memory back to the OS now instead of after the purge delay.
+///
+/// The calling thread's cached blocks go back to the shared pools, the pools
+/// send their free blocks home to their pages, every page whose blocks are
+/// all free goes to the page heap, every free unit is purged
+/// (`MADV_DONTNEED`), and parked huge-object mappings are unmapped. Blocks
+/// cached by *other* live threads stay where they are (at most two batches
+/// per class and thread). The C library's `malloc_trim` calls this.
+///
+/// Without it, memory comes back by itself: free blocks of an idle class
+/// go home at the next tick, and free units are purged once they have been
+/// free for the purge delay ([`set_purge_delay`]). Ticks run on allocator
+/// activity (there is no background thread), so a program that stops
+/// allocating altogether keeps what it had until its next allocations or a
+/// call to this function.
+#[cfg(not(loom))]
+pub fn collect() {
+    shoal::collect();
+}
+
+/// Sets how long freed small and medium memory stays resident before it is
+/// purged (default 100 ms; also set by `SHOALLOC_PURGE_DELAY_MS`, which this
+/// call overrides). Clamped to one day.
+#[cfg(not(loom))]
+pub fn set_purge_delay(delay: core::time::Duration) {
+    options::set_purge_delay_ms(delay.as_millis().min(u128::from(u64::MAX)) as u64);
+}
+
+/// The purge delay now in force.
+#[cfg(not(loom))]
+pub fn purge_delay() -> core::time::Duration {
+    core::time::Duration::from_millis(options::purge_delay_ms())
+}
 
 /// The building blocks, for the loom models, the benchmarks, the tests and
 /// the C library — not for programs that allocate.

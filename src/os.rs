@@ -47,6 +47,23 @@ pub unsafe fn decommit(ptr: *mut u8, size: usize) {
     unsafe { imp::decommit(ptr, size) }
 }
 
+/// Asks the kernel not to back the range with transparent huge pages (see
+/// `segment` for why). Advisory: an error (e.g. a kernel without THP) is
+/// ignored.
+///
+/// # Safety
+/// The range must be page-aligned and inside a live mapping of ours.
+pub unsafe fn no_huge_pages(ptr: *mut u8, size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { imp::no_huge_pages(ptr, size) }
+}
+
+/// Milliseconds on a coarse monotonic clock (a vDSO read, no system call):
+/// the purge delay's clock.
+pub fn now_ms() -> u64 {
+    imp::now_ms()
+}
+
 /// Checks that the kernel's page size matches [`PAGE`]. Returns false when it
 /// does not, in which case the allocators refuse to hand out memory.
 pub fn page_size_ok() -> bool {
@@ -158,6 +175,23 @@ mod imp {
             libc::madvise(ptr.cast(), size, libc::MADV_DONTNEED);
         }
     }
+
+    pub unsafe fn no_huge_pages(ptr: *mut u8, size: usize) {
+        // SAFETY: forwarded contract: a page-aligned range of a live mapping.
+        unsafe {
+            libc::madvise(ptr.cast(), size, libc::MADV_NOHUGEPAGE);
+        }
+    }
+
+    pub fn now_ms() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    }
 }
 
 #[cfg(any(miri, loom))]
@@ -185,5 +219,14 @@ mod imp {
     pub unsafe fn decommit(ptr: *mut u8, size: usize) {
         // SAFETY: the caller owns the range; zeroing models MADV_DONTNEED.
         unsafe { core::ptr::write_bytes(ptr, 0, size) }
+    }
+
+    pub unsafe fn no_huge_pages(_ptr: *mut u8, _size: usize) {}
+
+    pub fn now_ms() -> u64 {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_millis() as u64
     }
 }

@@ -86,7 +86,16 @@ fn foreign_and_misplaced_pointers_are_recognised() {
     // SAFETY: allocated above, freed once.
     unsafe { Shoal::new().dealloc(p, l) };
 
-    let big = Layout::from_size_align(1 << 20, 64).unwrap();
+    let medium = Layout::from_size_align(1 << 20, 64).unwrap();
+    // SAFETY: valid layout.
+    let m = unsafe { Shoal::new().alloc(medium) };
+    assert_eq!(owner(m), Owner::Medium);
+    assert_eq!(owner(m.wrapping_add(4096)), Owner::Foreign, "interior of a medium object");
+    // SAFETY: allocated above, freed once.
+    unsafe { Shoal::new().dealloc(m, medium) };
+    assert_eq!(owner(m), Owner::Foreign, "a freed medium object is no longer ours");
+
+    let big = Layout::from_size_align(5 << 20, 64).unwrap();
     // SAFETY: valid layout.
     let q = unsafe { Shoal::new().alloc(big) };
     assert_eq!(owner(q), Owner::Large);

@@ -1,11 +1,13 @@
-//! The one `GlobalAlloc` front: size-class routing over a small path and
-//! large objects, plus the unsized operations a C `free`/`realloc` needs.
+//! The one `GlobalAlloc` front: size-class routing over a small path, medium
+//! objects from the page heap and huge objects with their own mappings, plus
+//! the unsized operations a C `free`/`realloc` needs.
 
 use super::address_map::{self, Granule};
 use super::large;
-use super::segment::{header_of, HEADER_BYTES, SEGMENT_SIZE};
-use super::size_class::{class_for, first_block_offset, is_block_boundary, CLASS_SIZE};
-use super::small_path::{SmallPath, ThreadCached};
+use super::medium;
+use super::segment::{header_of, page_capacity, span_at, Span, SEGMENT_SIZE};
+use super::size_class::{class_for, is_block_boundary, CLASS_SIZE};
+use super::small_path::{self, SmallPath, ThreadCached};
 use core::alloc::{GlobalAlloc, Layout};
 use core::marker::PhantomData;
 use core::ptr::null_mut;
@@ -46,7 +48,9 @@ impl std::error::Error for ForeignPointer {}
 pub enum Owner {
     /// A block of this size class.
     Small(usize),
-    /// A large object.
+    /// A medium object (a span of the page heap).
+    Medium,
+    /// A large (huge) object with its own mapping.
     Large,
     /// Not a pointer `Shoal` handed out (or not at a block boundary).
     Foreign,
@@ -59,28 +63,53 @@ impl<P: SmallPath> Shoal<P> {
     }
 
     /// `size` bytes aligned to `align` (a power of two): a block of a size
-    /// class when one fits, else a large object; null when out of memory.
+    /// class when one fits, else a medium or a huge object; null when out of
+    /// memory.
     #[inline(always)]
     fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
-        match class_for(size, align) {
-            Some(class) => P::alloc(class),
-            None => large::alloc(size, align),
+        match kind_of(size, align) {
+            Kind::Small(class) => P::alloc(class),
+            Kind::Medium => medium::alloc(size, false, small_path::pools()),
+            Kind::Huge => large::alloc(size, align),
         }
     }
 
-    /// Frees what [`Self::alloc_aligned`] returned, given its class or none.
+    /// Frees what [`Self::alloc_aligned`] returned, given its kind.
     ///
     /// # Safety
-    /// `ptr` is live, was allocated as `class` (a block) or as a large object
-    /// (`None`), and is not used afterwards.
+    /// `ptr` is live, was allocated as `kind`, and is not used afterwards.
     #[inline(always)]
-    unsafe fn free_as(class: Option<usize>, ptr: *mut u8) {
-        match class {
+    unsafe fn free_as(kind: Kind, ptr: *mut u8) {
+        match kind {
             // SAFETY: forwarded contract: a block of `class` from `P`.
-            Some(class) => unsafe { P::free(class, ptr) },
+            Kind::Small(class) => unsafe { P::free(class, ptr) },
+            // SAFETY: forwarded contract: a live medium object.
+            Kind::Medium => unsafe { medium::free(ptr) },
             // SAFETY: forwarded contract: a live large object.
-            None => unsafe { large::free(ptr) },
+            Kind::Huge => unsafe { large::free(ptr) },
         }
+    }
+}
+
+/// How a request is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A block of this size class.
+    Small(usize),
+    /// A span of the page heap.
+    Medium,
+    /// A mapping of its own.
+    Huge,
+}
+
+/// The kind that serves `size` bytes aligned to `align`: the one rule
+/// `alloc`, `dealloc` and `realloc` share.
+#[inline(always)]
+fn kind_of(size: usize, align: usize) -> Kind {
+    match class_for(size, align) {
+        Some(class) => Kind::Small(class),
+        None if medium::fits(size, align) => Kind::Medium,
+        None => Kind::Huge,
     }
 }
 
@@ -136,25 +165,26 @@ impl Shoal {
                 // SAFETY: the address map says a segment starts there, and
                 // segments are never unmapped.
                 let header = unsafe { header_of((addr - 1) as *const u8) };
-                if !header.is_valid() {
+                let base = (addr - 1) & !(SEGMENT_SIZE - 1);
+                if !header.is_valid() || addr - base >= SEGMENT_SIZE {
                     return Owner::Foreign;
                 }
-                let class = header.class();
-                let Some(&size) = CLASS_SIZE.get(class) else {
-                    return Owner::Foreign;
-                };
-                let size = size as usize;
-                // `addr - 1` keeps a pointer at the granule start in the
-                // vouched-for segment, where its offset is the segment size.
-                let offset = ((addr - 1) & (SEGMENT_SIZE - 1)) + 1;
-                let first = first_block_offset(class, HEADER_BYTES);
-                if offset < first
-                    || !is_block_boundary(class, offset - first)
-                    || offset + size > SEGMENT_SIZE
-                {
-                    return Owner::Foreign;
+                // SAFETY: `addr` lies in that segment.
+                match unsafe { span_at(addr) } {
+                    Span::Page { class, start } if addr >= start => {
+                        let delta = addr - start;
+                        let size = CLASS_SIZE[class] as usize;
+                        if is_block_boundary(class, delta)
+                            && delta + size <= page_capacity(class) as usize * size
+                        {
+                            Owner::Small(class)
+                        } else {
+                            Owner::Foreign
+                        }
+                    }
+                    Span::Medium { start, .. } if addr == start => Owner::Medium,
+                    _ => Owner::Foreign,
                 }
-                Owner::Small(class)
             }
             // SAFETY: the caller promises no concurrent free of the large
             // object whose header starts this granule.
@@ -173,13 +203,14 @@ impl Shoal {
     /// [`Shoal::owner`]'s precondition holds for `ptr`.
     pub unsafe fn free_unsized(ptr: *mut u8) -> Result<(), ForeignPointer> {
         // SAFETY: forwarded precondition.
-        let class = match unsafe { Self::owner(ptr) } {
-            Owner::Small(class) => Some(class),
-            Owner::Large => None,
+        let kind = match unsafe { Self::owner(ptr) } {
+            Owner::Small(class) => Kind::Small(class),
+            Owner::Medium => Kind::Medium,
+            Owner::Large => Kind::Huge,
             Owner::Foreign => return Err(ForeignPointer),
         };
         // SAFETY: a live object of that kind, given up by the caller.
-        unsafe { Self::free_as(class, ptr) };
+        unsafe { Self::free_as(kind, ptr) };
         Ok(())
     }
 
@@ -192,6 +223,8 @@ impl Shoal {
         // SAFETY: the caller's promise.
         match unsafe { Self::owner(ptr) } {
             Owner::Small(class) => Some(CLASS_SIZE[class] as usize),
+            // SAFETY: a live medium object.
+            Owner::Medium => Some(unsafe { medium::usable_size(ptr.cast_mut()) }),
             // SAFETY: a live large object.
             Owner::Large => Some(unsafe { large::usable_size(ptr.cast_mut()) }),
             Owner::Foreign => None,
@@ -218,46 +251,54 @@ impl Shoal {
         align: usize,
     ) -> Result<*mut u8, ForeignPointer> {
         // SAFETY: the caller's promise.
-        let (class, usable) = match unsafe { Self::owner(ptr) } {
-            Owner::Small(class) => (Some(class), CLASS_SIZE[class] as usize),
+        let (kind, usable) = match unsafe { Self::owner(ptr) } {
+            Owner::Small(class) => (Kind::Small(class), CLASS_SIZE[class] as usize),
+            // SAFETY: a live medium object.
+            Owner::Medium => (Kind::Medium, unsafe { medium::usable_size(ptr) }),
             // SAFETY: a live large object.
-            Owner::Large => (None, unsafe { large::usable_size(ptr) }),
+            Owner::Large => (Kind::Huge, unsafe { large::usable_size(ptr) }),
             Owner::Foreign => return Err(ForeignPointer),
         };
         if !align.is_power_of_two() {
             return Ok(null_mut());
         }
         // SAFETY: `ptr` is live, of that kind, with `usable` bytes.
-        Ok(unsafe { Self::resize(ptr, class, usable, new_size, align) })
+        Ok(unsafe { Self::resize(ptr, kind, usable, new_size, align) })
     }
 }
 
 impl<P: SmallPath> Shoal<P> {
     /// The one realloc policy of every front: stay in place within a size
-    /// class or within a large mapping that still fits (see
-    /// `large::resize_in_place`), else allocate, copy `min(old_size,
-    /// new_size)` bytes and free. A failed allocation returns null and leaves
-    /// the old block untouched.
+    /// class, within a medium object's span, or within a large mapping that
+    /// still fits (see `large::resize_in_place`) — unless that would leave
+    /// more than half of the span or mapping unused — else allocate, copy
+    /// `min(old_size, new_size)` bytes and free. A failed allocation returns
+    /// null and leaves the old block untouched.
     ///
     /// # Safety
-    /// `ptr` is live, allocated as `class` (a block of `P`) or as a large
-    /// object (`None`), with `old_size` bytes the caller still needs and
-    /// that are readable; `align` is a power of two. Unless null is returned,
-    /// `ptr` is not used afterwards.
+    /// `ptr` is live, allocated as `kind` (for a block, of `P`), with
+    /// `old_size` bytes the caller still needs and that are readable;
+    /// `align` is a power of two. Unless null is returned, `ptr` is not used
+    /// afterwards.
     unsafe fn resize(
         ptr: *mut u8,
-        class: Option<usize>,
+        kind: Kind,
         old_size: usize,
         new_size: usize,
         align: usize,
     ) -> *mut u8 {
-        let new_class = class_for(new_size, align);
-        let in_place = match (class, new_class) {
+        let in_place = match (kind, kind_of(new_size, align)) {
             // Blocks of one class are all aligned alike, and `class_for`
             // chose this class for `align`.
-            (Some(old), Some(new)) => old == new,
+            (Kind::Small(old), Kind::Small(new)) => old == new,
+            // Spans start on a unit, which satisfies any medium alignment.
+            (Kind::Medium, Kind::Medium) => {
+                // SAFETY: a live medium object.
+                let usable = unsafe { medium::usable_size(ptr) };
+                new_size <= usable && new_size > usable / 2
+            }
             // A large object placed for a smaller alignment must move.
-            (None, None) if ptr as usize % align == 0 => {
+            (Kind::Huge, Kind::Huge) if ptr as usize % align == 0 => {
                 // SAFETY: a live large object of at least `old_size` bytes.
                 unsafe { large::resize_in_place(ptr, old_size, new_size) }
             }
@@ -272,7 +313,7 @@ impl<P: SmallPath> Shoal<P> {
             // caller gives up `ptr`, allocated as `class`.
             unsafe {
                 core::ptr::copy_nonoverlapping(ptr, new, old_size.min(new_size));
-                Self::free_as(class, ptr);
+                Self::free_as(kind, ptr);
             }
         }
         new
@@ -282,7 +323,8 @@ impl<P: SmallPath> Shoal<P> {
 // SAFETY: every method returns null or memory of at least `layout.size()`
 // bytes aligned to `layout.align()` that no other live allocation overlaps
 // (size classes and alignment: `size_class`; blocks: the `SmallPath`
-// contract; large objects: one mapping each); `dealloc` and `realloc` derive
+// contract; medium objects: unit-aligned spans claimed from the page heap;
+// large objects: one mapping each); `dealloc` and `realloc` derive
 // the same class from the same layout that `alloc` used.
 unsafe impl<P: SmallPath> GlobalAlloc for Shoal<P> {
     #[inline]
@@ -292,14 +334,14 @@ unsafe impl<P: SmallPath> GlobalAlloc for Shoal<P> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `alloc` with this layout, hence this class
-        // (or none: a large object); the caller gives it up.
-        unsafe { Self::free_as(class_for(layout.size(), layout.align()), ptr) }
+        // SAFETY: `ptr` came from `alloc` with this layout, hence this kind;
+        // the caller gives it up.
+        unsafe { Self::free_as(kind_of(layout.size(), layout.align()), ptr) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match class_for(layout.size(), layout.align()) {
-            Some(class) => {
+        match kind_of(layout.size(), layout.align()) {
+            Kind::Small(class) => {
                 let ptr = P::alloc(class);
                 if !ptr.is_null() {
                     // SAFETY: a fresh block of at least `layout.size()` bytes.
@@ -307,8 +349,10 @@ unsafe impl<P: SmallPath> GlobalAlloc for Shoal<P> {
                 }
                 ptr
             }
+            // Clean spans (never used, or purged) are zero already.
+            Kind::Medium => medium::alloc(layout.size(), true, small_path::pools()),
             // Fresh mappings are zero; only a reused one is cleared.
-            None => large::alloc_zeroed(layout.size(), layout.align()),
+            Kind::Huge => large::alloc_zeroed(layout.size(), layout.align()),
         }
     }
 
@@ -316,9 +360,9 @@ unsafe impl<P: SmallPath> GlobalAlloc for Shoal<P> {
         if Layout::from_size_align(new_size, layout.align()).is_err() {
             return null_mut();
         }
-        let class = class_for(layout.size(), layout.align());
+        let kind = kind_of(layout.size(), layout.align());
         // SAFETY: `GlobalAlloc::realloc`'s contract: `ptr` is live with
-        // `layout`, which made it `class`; its `layout.size()` bytes are ours.
-        unsafe { Self::resize(ptr, class, layout.size(), new_size, layout.align()) }
+        // `layout`, which made it `kind`; its `layout.size()` bytes are ours.
+        unsafe { Self::resize(ptr, kind, layout.size(), new_size, layout.align()) }
     }
 }

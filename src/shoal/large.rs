@@ -1,5 +1,6 @@
-//! Large objects: anything above the largest size class or more aligned than
-//! 4096 bytes, mapped from the OS one object at a time and unmapped on free.
+//! Large (huge) objects: anything above the largest medium object or more
+//! aligned than a unit (64 KiB), mapped from the OS one object at a time and
+//! unmapped on free.
 //!
 //! Layout of one large object's mapping (`lead = max(PAGE, align)`):
 //!
@@ -196,6 +197,15 @@ pub unsafe fn free(ptr: *mut u8) {
     }
     // SAFETY: the whole mapping belongs to this object, which the caller gives up.
     unsafe { os::unmap(base as *mut u8, size, align) };
+}
+
+/// Unmaps every parked mapping (for `collect`).
+pub fn collect() {
+    while let Some((base, size)) = PARK.take_any() {
+        // SAFETY: a parked mapping belongs to the park alone, and taking it
+        // made it ours; parked mappings are SEGMENT_SIZE-aligned.
+        unsafe { os::unmap(base as *mut u8, size, SEGMENT_SIZE) };
+    }
 }
 
 /// Resizes in place when `new_size` fits the mapping and would not leave more

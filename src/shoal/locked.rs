@@ -101,7 +101,7 @@ unsafe impl SharedPool for LockedPools {
         if head.is_null() {
             // SAFETY: carver `class` is only ever used with `Segments` and
             // `class`.
-            return unsafe { inner.carvers[class].take(&Segments, class, want) };
+            return unsafe { inner.carvers[class].take(&Segments, class, want, true) };
         }
         // SAFETY: `head` heads a batch on our list (LockedInner invariant);
         // we hold the lock, so no other thread reads or writes its link.

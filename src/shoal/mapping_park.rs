@@ -104,6 +104,19 @@ impl<const ENTRIES: usize> MappingPark<ENTRIES> {
         None
     }
 
+    /// Any parked mapping, removed from the park (to give it back to the OS).
+    pub fn take_any(&self) -> Option<(usize, usize)> {
+        for entry in &self.entries {
+            let word = entry.swap(0, Ordering::Acquire);
+            if word != 0 {
+                let (base, size) = unpack(word);
+                self.bytes.fetch_sub(size, Ordering::Relaxed);
+                return Some((base, size));
+            }
+        }
+        None
+    }
+
     /// Parks the free mapping `base..base + size` (page-aligned); `false`
     /// when it does not fit, in which case the caller still owns it.
     pub fn park(&self, base: usize, size: usize) -> bool {

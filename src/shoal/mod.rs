@@ -37,6 +37,10 @@ mod front;
 #[cfg(not(loom))]
 mod large;
 #[cfg(not(loom))]
+mod medium;
+pub mod page;
+pub mod units;
+#[cfg(not(loom))]
 pub mod locked;
 #[cfg(not(loom))]
 mod segment;
@@ -47,3 +51,10 @@ mod thread;
 
 #[cfg(not(loom))]
 pub use front::{ForeignPointer, Owner, Shoal};
+
+/// See [`crate::collect`].
+#[cfg(not(loom))]
+pub fn collect() {
+    small_path::collect();
+    large::collect();
+}

@@ -1,35 +1,52 @@
 //! Shared size-class pools: where thread caches get blocks and return them.
 //!
-//! Each class has a [`ClassPool`]: a lock-free [`BatchStack`] of free batches
-//! plus a *carve word* from which never-used blocks are cut off the class's
-//! current segment. A thread cache asks for a batch ([`ClassPool::take`]) and
-//! returns one ([`ClassPool::give`]); either costs one successful CAS for the
-//! whole batch. Nothing here takes a lock.
+//! Each class has a [`ClassPool`] with three sources of blocks, tried in
+//! order by [`ClassPool::take`]:
+//! 1. `batches`: a lock-free [`BatchStack`] of whole batches that threads gave
+//!    back — one CAS moves a batch either way, the steady-state path;
+//! 2. `partial`: a lock-free stack of the class's *pages* (see
+//!    [`super::page`]) that have blocks at home — one CAS on the page's
+//!    anchor takes its whole home list;
+//! 3. the *carve word*: never-used blocks cut off the class's current page,
+//!    and when that page is used up, a fresh page from the page heap.
+//!
+//! [`ClassPool::give`] pushes a returned batch on `batches` while the stack
+//! holds fewer than [`stack_cap`] blocks; past that, the batch is *sent
+//! home*: its blocks go back to their pages, one anchor CAS per run of blocks
+//! of the same page. A page whose blocks are all home leaves the class and
+//! its units return to the page heap, where any class or a medium object may
+//! take them, and where they are purged to the OS after a delay. Idle
+//! classes are sent home by the periodic tick ([`Pools::maintain`]), and all
+//! classes when the page heap would otherwise have to map more memory
+//! ([`Pools::take`]). Nothing here takes a lock.
 //!
 //! # The carve word
-//! `segment index << 32 | byte offset of the next uncarved block`. Carving `k`
-//! blocks CASes the offset forward by `k * size`. When the segment is full, a
-//! thread prepares a fresh one and CASes it in; a thread that loses that race
-//! gives its segment back to the spare list ([`Backing::release`]) and carves
-//! from the winner's. A `(segment, offset)` pair never repeats in a pool —
-//! offsets only grow, and a segment that was installed is never installed
-//! again — so the carve word has no ABA problem and needs no tag.
+//! `page handle << 16 | blocks carved so far` (0: no page yet). Carving `k`
+//! blocks CASes the count forward by `k`. When the page is used up, a thread
+//! takes a fresh page and CASes it in; a thread that loses that race gives
+//! its page back unused; the winner ends the old page's carving (its anchor
+//! goes `ACTIVE → FULL | LISTED | FREE`). A `(page, count)` pair does not
+//! repeat while a page is installed — counts only grow — and a page is
+//! installed again only after all its blocks came home and it went through
+//! the page heap, long after any carver that read the old word has failed its
+//! CAS (the same premise as the stacks' tags; see DESIGN.md).
 
-use super::size_class::{first_block_offset, CLASS_SIZE, NUM_CLASSES};
-use super::stack::{BatchStack, NodeSpace};
-use crate::sync::{AtomicU64, Ordering};
+use super::page::{Anchor, Next};
+use super::size_class::{batch_len, CLASS_SIZE, NUM_CLASSES};
+use super::stack::{BatchStack, NodeSpace, HANDLE_MASK};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 
 /// A free block as the allocator sees it.
 ///
 /// Invariant: word 0 (`next`) is owned by whoever holds the block (a thread
-/// cache or a batch) and read only by that owner; word 1 (`link`) is written
-/// only when the block heads a batch about to be pushed, and may be read
-/// racily by a concurrent pop (see [`super::stack`]). Every class is at least
-/// 16 bytes, so both words fit.
+/// cache, a batch, or its page's home list) and read only by that owner;
+/// word 1 (`link`) is written only when the block heads a batch about to be
+/// pushed, and may be read racily by a concurrent pop (see [`super::stack`]).
+/// Every class is at least 16 bytes, so both words fit.
 #[repr(C)]
 pub struct FreeBlock {
-    /// The next block of the same cache list or batch; null at the end.
+    /// The next block of the same cache list, batch or home list; null at the end.
     pub next: *mut FreeBlock,
     /// The stack link when this block heads a batch in a shared pool.
     pub link: AtomicU64,
@@ -44,51 +61,65 @@ pub struct Batch {
     pub len: u32,
 }
 
-/// Where a pool's memory comes from, and how blocks are named by handles.
+/// Where a pool's pages come from, and how blocks and pages are named by
+/// handles.
 ///
-/// The production implementation is `segment::Segments` (4 MiB mappings);
-/// the loom models substitute small in-memory segments.
+/// The production implementation is `segment::Segments` (4 MiB segments of
+/// 64 KiB units); the loom models substitute a few small in-memory pages.
 ///
 /// # Safety
-/// - `acquire` returns an index ≥ 1 of a segment that no one else holds, and
-///   never returns the same segment again unless `release` gave it back;
-/// - `segment_addr(i)` is 16-byte aligned, and `segment_addr(i) ..
-///   segment_addr(i) + segment_bytes()` stays mapped and writable for the
-///   backing's lifetime;
-/// - `segment_bytes()` is below 2^32 (the carve word keeps the offset in 32
-///   bits) and exceeds `first_block_offset(c, header_bytes())` plus the
-///   largest class size, for every class `c` it is asked for;
-/// - `addr_of(handle_of(p)) == p` for every block `p` carved from a segment
-///   returned by `acquire`, and `handle_of(p)` is non-zero and at most
-///   [`HANDLE_MASK`](super::stack::HANDLE_MASK);
-/// - the [`NodeSpace`] link of a block's handle is a word that the pool may
-///   overwrite while the block is free.
+/// - `acquire_page` returns the handle of a page that no one else holds,
+///   `ACTIVE` and empty ([`Anchor::activate`]), of `page_capacity(class)`
+///   blocks of `CLASS_SIZE[class]` bytes starting at `page_start(page)`
+///   (aligned as the class promises), and never returns it again until
+///   `release_page` gave it back; `page_capacity` is at least 1 and at most
+///   [`super::page::MAX_CAPACITY`];
+/// - a page's memory and anchor stay valid (mapped; purged memory reads as
+///   zero) for the backing's lifetime, even after the page is released;
+/// - page and block handles are non-zero, at most [`HANDLE_MASK`], distinct,
+///   and name nodes of the [`NodeSpace`] whose link words stay valid; a
+///   block's link word is one the pool may overwrite while the block is free;
+/// - `addr_of(handle_of(p)) == p` and `page_of(p)` is `p`'s page for every
+///   block `p` carved from a page.
 pub unsafe trait Backing: NodeSpace {
-    /// Bytes in each segment.
-    fn segment_bytes(&self) -> usize;
-    /// Bytes reserved for the segment header before the first block.
-    fn header_bytes(&self) -> usize;
-    /// Address of segment `index`.
-    fn segment_addr(&self, index: u32) -> *mut u8;
+    /// Blocks in one page of `class`.
+    fn page_capacity(&self, class: usize) -> u32;
+    /// A fresh page for `class`, or `None` when out of memory (or, with
+    /// `grow` false, when the memory already mapped has no room).
+    fn acquire_page(&self, class: usize, grow: bool) -> Option<u64>;
+    /// Gives a page's units back to the page heap.
+    ///
+    /// # Safety
+    /// The caller holds page `page` (from `acquire_page`), whose anchor is
+    /// `FREE` or which was never carved from, and no block of it is out.
+    unsafe fn release_page(&self, page: u64);
+    /// Address of page `page`'s first block.
+    fn page_start(&self, page: u64) -> *mut u8;
+    /// Page `page`'s anchor.
+    fn anchor(&self, page: u64) -> &Anchor;
+    /// The page of block `block`.
+    ///
+    /// # Safety
+    /// `block` was carved from a page of this backing.
+    unsafe fn page_of(&self, block: *mut FreeBlock) -> u64;
     /// The handle of block `block`.
     ///
     /// # Safety
-    /// `block` must be a block carved from a segment of this backing.
+    /// `block` must be a block carved from a page of this backing.
     unsafe fn handle_of(&self, block: *mut FreeBlock) -> u64;
     /// The block named by `handle`.
     ///
     /// # Safety
     /// `handle` must come from `handle_of` on this backing.
     unsafe fn addr_of(&self, handle: u64) -> *mut FreeBlock;
-    /// A fresh segment for `class` (index ≥ 1), or `None` when out of memory
-    /// or `class` is not a size class.
-    fn acquire(&self, class: usize) -> Option<u32>;
-    /// Returns a segment from `acquire` none of whose blocks were handed out.
-    ///
-    /// # Safety
-    /// The caller owns segment `index` (got it from `acquire`, never installed
-    /// it anywhere) and gives it up.
-    unsafe fn release(&self, index: u32);
+    /// Milliseconds on a monotonic clock (a model may return a constant).
+    fn now_ms(&self) -> u64;
+    /// How long freed memory stays resident before [`Backing::purge`] may
+    /// discard it.
+    fn purge_delay_ms(&self) -> u64;
+    /// Discards free units released at least the purge delay before `now`
+    /// (every free unit with `force`).
+    fn purge(&self, force: bool, now: u64);
 }
 
 /// A source and sink of batches for thread caches.
@@ -116,13 +147,40 @@ pub unsafe trait SharedPool {
     unsafe fn give(&self, class: usize, batch: Batch);
 }
 
+/// Most blocks a class's `batches` stack keeps before returned batches go
+/// home to their pages: about 512 KiB, and at least two batches. Bounds the
+/// free memory a class can hold away from the page heap between ticks.
+pub const fn stack_cap(class: usize) -> u64 {
+    let by_bytes = (512 * 1024 / CLASS_SIZE[class]) as u64;
+    let two_batches = 2 * batch_len(class) as u64;
+    if by_bytes > two_batches {
+        by_bytes
+    } else {
+        two_batches
+    }
+}
+
+/// [`ClassPool`] activity bit: a batch was given since the last tick.
+const GIVEN: u32 = 1;
+/// [`ClassPool`] activity bit: a batch was taken since the last tick.
+const TAKEN: u32 = 2;
+/// [`ClassPool`] activity bit: a batch was given since the last pressure relief.
+const GIVEN_SINCE_RELIEF: u32 = 4;
+
 /// The shared pool of one size class.
 #[derive(Debug)]
 pub struct ClassPool {
     /// Free batches.
     batches: BatchStack,
-    /// `segment index << 32 | offset of the next uncarved block` (0: none yet).
+    /// Blocks in `batches` (added before a push, subtracted after a pop, so
+    /// it never reads low while a batch is in the stack).
+    stacked: AtomicU64,
+    /// Pages of this class in state `LISTED` (linked through their handles).
+    partial: BatchStack,
+    /// `page handle << 16 | blocks carved` (0: no page yet).
     carve: AtomicU64,
+    /// `GIVEN | TAKEN | GIVEN_SINCE_RELIEF` bits, for [`Pools::maintain`].
+    activity: AtomicU32,
 }
 
 impl ClassPool {
@@ -131,7 +189,10 @@ impl ClassPool {
     pub const fn new() -> Self {
         Self {
             batches: BatchStack::new(),
+            stacked: AtomicU64::new(0),
+            partial: BatchStack::new(),
             carve: AtomicU64::new(0),
+            activity: AtomicU32::new(0),
         }
     }
 
@@ -140,71 +201,239 @@ impl ClassPool {
     pub fn new() -> Self {
         Self {
             batches: BatchStack::new(),
+            stacked: AtomicU64::new(0),
+            partial: BatchStack::new(),
             carve: AtomicU64::new(0),
+            activity: AtomicU32::new(0),
         }
     }
 
-    /// A batch of free blocks: a whole batch that some thread returned, or
-    /// else up to `want` blocks carved from fresh memory.
+    /// Sets activity bits; a plain load when they are set already (the
+    /// common case), so the flag costs no extra atomic read-modify-write.
+    #[inline]
+    fn note(&self, bits: u32) {
+        if self.activity.load(Ordering::Relaxed) & bits != bits {
+            self.activity.fetch_or(bits, Ordering::Relaxed);
+        }
+    }
+
+    /// A batch of free blocks: a whole batch that some thread returned, else
+    /// the home list of a partial page (cut to `want`, the rest stacked),
+    /// else up to `want` blocks carved fresh. With `grow` false, only memory
+    /// the backing already has is used.
     ///
     /// # Safety
     /// Every call on this pool passes the same `backing` and `class`: the
-    /// stack's handles and the carve word are only meaningful in that backing,
-    /// and carved blocks are sized for that class.
-    pub unsafe fn take(&self, backing: &impl Backing, class: usize, want: u32) -> Option<Batch> {
+    /// stacks' handles and the carve word are only meaningful in that
+    /// backing, and pages are sized for that class.
+    pub unsafe fn take(
+        &self,
+        backing: &impl Backing,
+        class: usize,
+        want: u32,
+        grow: bool,
+    ) -> Option<Batch> {
+        self.note(TAKEN);
         // SAFETY: the caller passes the backing every push used.
         if let Some((handle, len)) = unsafe { self.batches.pop(backing) } {
+            self.stacked.fetch_sub(u64::from(len), Ordering::Relaxed);
             return Some(Batch {
                 // SAFETY: handles in the stack come from `handle_of`.
                 head: unsafe { backing.addr_of(handle) },
                 len,
             });
         }
-        self.carve(backing, class, want)
+        // SAFETY: forwarded contract.
+        if let Some(batch) = unsafe { self.take_partial(backing, want) } {
+            return Some(batch);
+        }
+        self.carve(backing, class, want, grow)
     }
 
-    /// Pushes a batch with one CAS.
+    /// The home list of a page from the partial stack, cut after `want`
+    /// blocks; the rest goes on `batches` as one batch.
     ///
     /// # Safety
-    /// As [`SharedPool::give`]: the caller owns every block of `batch`, and
-    /// `backing` is the one every call on this pool passes.
-    pub unsafe fn give(&self, backing: &impl Backing, batch: Batch) {
-        debug_assert!(batch.len > 0 && !batch.head.is_null());
-        // SAFETY: the caller's batch holds blocks carved from this backing.
-        let handle = unsafe { backing.handle_of(batch.head) };
-        // SAFETY: the caller owns the batch, so its head is in no stack.
-        unsafe { self.batches.push(backing, handle, batch.len) };
+    /// As [`ClassPool::take`].
+    unsafe fn take_partial(&self, backing: &impl Backing, want: u32) -> Option<Batch> {
+        // SAFETY: the partial stack holds page handles pushed with `backing`.
+        let (page, _) = unsafe { self.partial.pop(backing) }?;
+        let (first, len) = backing.anchor(page).take_all();
+        // SAFETY: the home list's handles came from `handle_of`.
+        let head = unsafe { backing.addr_of(first) };
+        let want = want.max(1);
+        if len > want {
+            let mut tail = head;
+            for _ in 1..want {
+                // SAFETY: the list has `len > want` blocks, all ours now.
+                tail = unsafe { (*tail).next };
+            }
+            // SAFETY: as above; `tail` is the `want`-th block.
+            let rest = unsafe { core::mem::replace(&mut (*tail).next, core::ptr::null_mut()) };
+            // SAFETY: the remaining blocks are ours and on no other list.
+            unsafe { self.push_batch(backing, rest, len - want) };
+            return Some(Batch { head, len: want });
+        }
+        Some(Batch { head, len })
     }
 
-    /// Cuts up to `want` never-used blocks off the current segment, installing
-    /// a fresh segment when it is exhausted.
-    fn carve(&self, backing: &impl Backing, class: usize, want: u32) -> Option<Batch> {
+    /// Pushes a batch on `batches`, counted.
+    ///
+    /// # Safety
+    /// The caller owns the `len` blocks chained from `head`, of this pool's
+    /// class and backing.
+    unsafe fn push_batch(&self, backing: &impl Backing, head: *mut FreeBlock, len: u32) {
+        debug_assert!(len > 0 && !head.is_null());
+        self.stacked.fetch_add(u64::from(len), Ordering::Relaxed);
+        // SAFETY: the caller's batch holds blocks carved from this backing.
+        let handle = unsafe { backing.handle_of(head) };
+        // SAFETY: the caller owns the batch, so its head is in no stack.
+        unsafe { self.batches.push(backing, handle, len) };
+    }
+
+    /// Takes a returned batch: on the stack while it holds fewer than
+    /// [`stack_cap`] blocks, else home to its pages.
+    ///
+    /// # Safety
+    /// As [`SharedPool::give`]: the caller owns every block of `batch`, of
+    /// `class`, and `backing` is the one every call on this pool passes.
+    pub unsafe fn give(&self, backing: &impl Backing, class: usize, batch: Batch) {
+        debug_assert!(batch.len > 0 && !batch.head.is_null());
+        self.note(GIVEN | GIVEN_SINCE_RELIEF);
+        let len = u64::from(batch.len);
+        let before = self.stacked.fetch_add(len, Ordering::Relaxed);
+        if before + len <= stack_cap(class) {
+            // SAFETY: the caller's batch holds blocks carved from this backing.
+            let handle = unsafe { backing.handle_of(batch.head) };
+            // SAFETY: the caller owns the batch, so its head is in no stack.
+            unsafe { self.batches.push(backing, handle, batch.len) };
+            return;
+        }
+        self.stacked.fetch_sub(len, Ordering::Relaxed);
+        // SAFETY: forwarded contract.
+        unsafe { self.send_home(backing, class, batch) };
+    }
+
+    /// Returns every block of `batch` to its page: one anchor CAS per run of
+    /// consecutive blocks of the same page. Pages that become `LISTED` go on
+    /// the partial stack; pages whose blocks are all home go to the page heap.
+    ///
+    /// # Safety
+    /// As [`ClassPool::give`].
+    pub unsafe fn send_home(&self, backing: &impl Backing, class: usize, batch: Batch) {
+        let capacity = backing.page_capacity(class);
+        let mut block = batch.head;
+        let mut left = batch.len;
+        while !block.is_null() {
+            // SAFETY: every block of the batch is ours and from this backing.
+            let page = unsafe { backing.page_of(block) };
+            let first = block;
+            let mut tail = block;
+            let mut run = 1;
+            // SAFETY: we own the chain; reading `next` before giving the run
+            // away keeps the walk on blocks we still hold.
+            let mut next = unsafe { (*tail).next };
+            // SAFETY: as above.
+            while !next.is_null() && unsafe { backing.page_of(next) } == page {
+                tail = next;
+                run += 1;
+                // SAFETY: as above.
+                next = unsafe { (*tail).next };
+            }
+            debug_assert!(run <= left);
+            left -= run;
+            // SAFETY: `first` is a block of this backing.
+            let first_handle = unsafe { backing.handle_of(first) };
+            let link_tail = |head: u64| {
+                let to = if head == 0 {
+                    core::ptr::null_mut()
+                } else {
+                    // SAFETY: home-list heads are handles from `handle_of`.
+                    unsafe { backing.addr_of(head) }
+                };
+                // SAFETY: `tail` is ours until the anchor CAS succeeds.
+                unsafe { (*tail).next = to };
+            };
+            // SAFETY: the run `first ..= tail` is ours, of this page.
+            match unsafe { backing.anchor(page).give_back(first_handle, run, capacity, link_tail) } {
+                Next::Stay => {}
+                // SAFETY: we made the page LISTED, so we alone push it.
+                Next::List => unsafe { self.partial.push(backing, page, 1) },
+                // SAFETY: every block is home and the page is FREE: ours.
+                Next::Release => unsafe { backing.release_page(page) },
+            }
+            block = next;
+        }
+        debug_assert_eq!(left, 0);
+    }
+
+    /// Sends every stacked batch home and releases the partial pages whose
+    /// blocks are all home. Returns how many pages went to the page heap
+    /// (counting only the scavenge; returns also release some).
+    ///
+    /// # Safety
+    /// As [`ClassPool::take`].
+    pub unsafe fn drain(&self, backing: &impl Backing, class: usize) {
+        let mut node = self.batches.take_all();
+        while node != 0 {
+            // SAFETY: we took the chain; its nodes were pushed with `backing`.
+            let (next, len) = unsafe { BatchStack::next_of(backing, node) };
+            self.stacked.fetch_sub(u64::from(len), Ordering::Relaxed);
+            // SAFETY: a batch handle names its first block.
+            let head = unsafe { backing.addr_of(node) };
+            // SAFETY: the batch is ours now.
+            unsafe { self.send_home(backing, class, Batch { head, len }) };
+            node = next;
+        }
+        let capacity = backing.page_capacity(class);
+        let mut page = self.partial.take_all();
+        while page != 0 {
+            // SAFETY: we took the chain of page handles pushed with `backing`.
+            let (next, _) = unsafe { BatchStack::next_of(backing, page) };
+            if backing.anchor(page).free_if_empty(capacity) {
+                // SAFETY: every block is home and we made the page FREE.
+                unsafe { backing.release_page(page) };
+            } else {
+                // SAFETY: we popped the LISTED page, so we alone push it back.
+                unsafe { self.partial.push(backing, page, 1) };
+            }
+            page = next;
+        }
+    }
+
+    /// Cuts up to `want` never-used blocks off the current page, installing
+    /// a fresh page when it is used up.
+    fn carve(&self, backing: &impl Backing, class: usize, want: u32, grow: bool) -> Option<Batch> {
         // A batch is never empty (`SharedPool`'s contract).
         let want = want.max(1);
         let size = CLASS_SIZE[class] as usize;
-        let seg_bytes = backing.segment_bytes();
+        let capacity = backing.page_capacity(class);
         let mut word = self.carve.load(Ordering::Acquire);
         loop {
-            let index = (word >> 32) as u32;
-            let offset = word as u32 as usize;
-            if index != 0 && offset + size <= seg_bytes {
-                let n = want.min(((seg_bytes - offset) / size) as u32);
-                let new = word + u64::from(n) * size as u64;
-                match self
-                    .carve
-                    .compare_exchange(word, new, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    // SAFETY: the CAS gave us blocks [offset, offset + n*size)
-                    // of segment `index`, which nobody else can carve.
-                    Ok(_) => return Some(unsafe { link_run(backing, index, offset, size, n) }),
+            let page = word >> 16;
+            let carved = (word & 0xffff) as u32;
+            if page != 0 && carved < capacity {
+                let n = want.min(capacity - carved);
+                match self.carve.compare_exchange(
+                    word,
+                    word + u64::from(n),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        let first = backing.page_start(page).wrapping_add(carved as usize * size);
+                        // SAFETY: the CAS gave us blocks carved .. carved + n
+                        // of the page, which nobody else can carve.
+                        return Some(unsafe { link_run(first, size, n) });
+                    }
                     Err(actual) => {
                         word = actual;
                         continue;
                     }
                 }
             }
-            let Some(fresh) = backing.acquire(class) else {
-                // Out of memory — unless another thread installed a segment
+            let Some(fresh) = backing.acquire_page(class, grow) else {
+                // Out of memory — unless another thread installed a page
                 // meanwhile, in which case carve from that one.
                 let now = self.carve.load(Ordering::Acquire);
                 if now != word {
@@ -213,24 +442,42 @@ impl ClassPool {
                 }
                 return None;
             };
-            let first = first_block_offset(class, backing.header_bytes());
-            let n = want.min(((seg_bytes - first) / size) as u32);
-            let new = (u64::from(fresh) << 32) | (first + n as usize * size) as u64;
-            match self
-                .carve
-                .compare_exchange(word, new, Ordering::AcqRel, Ordering::Acquire)
-            {
-                // SAFETY: segment `fresh` is ours and now installed; we carved
-                // its first `n` blocks.
-                Ok(_) => return Some(unsafe { link_run(backing, fresh, first, size, n) }),
+            debug_assert!(fresh != 0 && fresh <= HANDLE_MASK);
+            let n = want.min(capacity);
+            match self.carve.compare_exchange(
+                word,
+                (fresh << 16) | u64::from(n),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    if page != 0 {
+                        self.end_carving(backing, page, capacity);
+                    }
+                    // SAFETY: page `fresh` is ours and now installed; we
+                    // carved its first `n` blocks.
+                    return Some(unsafe { link_run(backing.page_start(fresh), size, n) });
+                }
                 Err(actual) => {
-                    // Another thread installed a segment first; ours was never
-                    // used, so any class may have it.
-                    // SAFETY: `fresh` came from `acquire` and was never installed.
-                    unsafe { backing.release(fresh) };
+                    // Another thread installed a page first; ours was never
+                    // carved from.
+                    backing.anchor(fresh).deactivate_unused();
+                    // SAFETY: `fresh` came from `acquire_page`, never installed.
+                    unsafe { backing.release_page(fresh) };
                     word = actual;
                 }
             }
+        }
+    }
+
+    /// Ends carving of `page`, which this thread just replaced.
+    fn end_carving(&self, backing: &impl Backing, page: u64, capacity: u32) {
+        match backing.anchor(page).end_carving(capacity) {
+            Next::Stay => {}
+            // SAFETY: we made the page LISTED, so we alone push it.
+            Next::List => unsafe { self.partial.push(backing, page, 1) },
+            // SAFETY: every block came home and we made the page FREE.
+            Next::Release => unsafe { backing.release_page(page) },
         }
     }
 }
@@ -241,20 +488,14 @@ impl Default for ClassPool {
     }
 }
 
-/// Links `n` consecutive blocks of `size` bytes at `offset` in segment
-/// `index` into a batch.
+/// Links `n` consecutive blocks of `size` bytes starting at `first` into a
+/// batch.
 ///
 /// # Safety
-/// The blocks must be freshly carved and owned by the caller.
-unsafe fn link_run(
-    backing: &impl Backing,
-    index: u32,
-    offset: usize,
-    size: usize,
-    n: u32,
-) -> Batch {
+/// The blocks must be freshly carved, inside a mapped page, and owned by the
+/// caller.
+unsafe fn link_run(first: *mut u8, size: usize, n: u32) -> Batch {
     debug_assert!(n > 0);
-    let first = backing.segment_addr(index).wrapping_add(offset);
     let mut block = first;
     for i in 1..=n as usize {
         let next = if i == n as usize {
@@ -263,7 +504,7 @@ unsafe fn link_run(
             first.wrapping_add(i * size)
         };
         // SAFETY: the caller owns the carved run, which lies inside a mapped
-        // segment (Backing contract) and is 16-byte aligned.
+        // page (Backing contract) and is 16-byte aligned.
         unsafe { (*block.cast::<FreeBlock>()).next = next.cast() };
         block = next;
     }
@@ -274,10 +515,13 @@ unsafe fn link_run(
 }
 
 /// One lock-free pool per size class, each on its own cache lines so that
-/// threads working on different classes never contend.
+/// threads working on different classes never contend, plus the tick that
+/// sends idle memory home.
 pub struct Pools<B: Backing> {
     backing: B,
     classes: [CachePadded<ClassPool>; NUM_CLASSES],
+    /// When the next tick is due (ms on the backing's clock; 0: not armed).
+    next_tick: CachePadded<AtomicU64>,
 }
 
 impl<B: Backing> Pools<B> {
@@ -287,6 +531,7 @@ impl<B: Backing> Pools<B> {
         Self {
             backing,
             classes: [const { CachePadded::new(ClassPool::new()) }; NUM_CLASSES],
+            next_tick: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
@@ -296,6 +541,7 @@ impl<B: Backing> Pools<B> {
         Self {
             backing,
             classes: core::array::from_fn(|_| CachePadded::new(ClassPool::new())),
+            next_tick: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
@@ -303,22 +549,103 @@ impl<B: Backing> Pools<B> {
     pub fn backing(&self) -> &B {
         &self.backing
     }
+
+    /// The pool of `class` (for tests and models).
+    pub fn class(&self, class: usize) -> &ClassPool {
+        &self.classes[class]
+    }
+
+    /// Runs the tick when it is due: a clock read and a compare on most
+    /// calls, the tick itself once per purge delay.
+    #[inline]
+    fn tick(&self) {
+        let due = self.next_tick.load(Ordering::Relaxed);
+        let now = self.backing.now_ms();
+        if due == 0 {
+            let at = now.saturating_add(self.backing.purge_delay_ms()).max(1);
+            let _ = self
+                .next_tick
+                .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+        } else if now >= due
+            && self
+                .next_tick
+                .compare_exchange(due, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.maintain(false);
+        }
+    }
+
+    /// Sends idle memory home and purges what has been free for the delay:
+    /// every class that took nothing since the last tick has its stack sent
+    /// home and its fully free partial pages released; then the backing
+    /// purges units released at least one delay ago. With `force`, every
+    /// class is drained and every free unit purged at once (`collect`).
+    pub fn maintain(&self, force: bool) {
+        for (class, pool) in self.classes.iter().enumerate() {
+            let activity = pool.activity.fetch_and(GIVEN_SINCE_RELIEF, Ordering::Relaxed);
+            if force || activity & TAKEN == 0 {
+                // SAFETY: pool `class` only ever sees `self.backing` and `class`.
+                unsafe { pool.drain(&self.backing, class) };
+            }
+        }
+        self.backing.purge(force, self.backing.now_ms());
+    }
+
+    /// Before mapping more memory: drains every class that was given blocks
+    /// since the last relief, so their free pages can serve this request.
+    /// Returns `false` when there was nothing to drain.
+    fn relieve_pressure(&self) -> bool {
+        let mut drained = false;
+        for (class, pool) in self.classes.iter().enumerate() {
+            if pool.activity.load(Ordering::Relaxed) & GIVEN_SINCE_RELIEF != 0 {
+                pool.activity
+                    .fetch_and(!GIVEN_SINCE_RELIEF, Ordering::Relaxed);
+                // SAFETY: pool `class` only ever sees `self.backing` and `class`.
+                unsafe { pool.drain(&self.backing, class) };
+                drained = true;
+            }
+        }
+        drained
+    }
+
+    /// A fresh span of memory is about to be mapped for a medium object:
+    /// first give the page heap whatever idle free pages the classes hold.
+    /// Returns `false` when there was nothing to drain.
+    pub fn relieve_pressure_for_medium(&self) -> bool {
+        self.relieve_pressure()
+    }
 }
 
 // SAFETY: batches are popped whole from the class's stack (pushed by `give`,
-// whose contract makes them valid chains of free blocks of that class) or
-// freshly carved from the class's segments by `link_run`.
+// whose contract makes them valid chains of free blocks of that class), cut
+// from the home list of one of the class's pages, or freshly carved from the
+// class's pages by `link_run`.
 unsafe impl<B: Backing> SharedPool for Pools<B> {
     #[inline]
     fn take(&self, class: usize, want: u32) -> Option<Batch> {
-        // SAFETY: pool `class` only ever sees `self.backing` and `class`.
-        unsafe { self.classes[class].take(&self.backing, class, want) }
+        let pool = &self.classes[class];
+        // SAFETY (all three calls): pool `class` only ever sees
+        // `self.backing` and `class`.
+        if let Some(batch) = unsafe { pool.take(&self.backing, class, want, false) } {
+            self.tick();
+            return Some(batch);
+        }
+        if self.relieve_pressure() {
+            // SAFETY: as above.
+            if let Some(batch) = unsafe { pool.take(&self.backing, class, want, false) } {
+                return Some(batch);
+            }
+        }
+        // SAFETY: as above.
+        unsafe { pool.take(&self.backing, class, want, true) }
     }
 
     #[inline]
     unsafe fn give(&self, class: usize, batch: Batch) {
         // SAFETY: forwarded contract.
-        unsafe { self.classes[class].give(&self.backing, batch) }
+        unsafe { self.classes[class].give(&self.backing, class, batch) };
+        self.tick();
     }
 }
 

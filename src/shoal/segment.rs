@@ -1,25 +1,52 @@
-//! Segments: the 4 MiB, 4 MiB-aligned mappings that small blocks are carved from.
+//! Segments and the page heap: 4 MiB, 4 MiB-aligned mappings cut into 64 KiB
+//! units, from which pages of small blocks and medium objects take spans.
 //!
-//! A segment belongs to one size class for the life of the process. Its first
-//! bytes hold a [`SegmentHeader`]; blocks follow at multiples of the class
-//! size. Because segments are aligned to their size, `ptr & !(SEGMENT_SIZE-1)`
-//! finds the header — and so the class — of any small block from the pointer
-//! alone, with no per-block header.
+//! # Layout
+//! ```text
+//! unit 0                                   units 1 ..= 63
+//! | SegmentHeader | UnitDesc × 64 | ... |  | page | page (3 units) | medium object | free | ...
+//! ```
+//! Because segments are aligned to their size, `ptr & !(SEGMENT_SIZE - 1)`
+//! finds the header of any block or medium object, and `(ptr >> 16) & 63` its
+//! unit's descriptor — which names the span's first unit and what the span
+//! holds (a class, a medium object, or nothing). No per-block header.
+//!
+//! # The page heap
+//! Free units are found through each segment's [`UnitMap`] (two bitmap
+//! words; see [`super::units`]) and a process-wide bitmap of segments that
+//! have room, scanned lowest first so memory stays compact. Spans are claimed
+//! and released with one CAS or one atomic RMW: no lock, and neighbouring free
+//! units coalesce by themselves. A released unit stays resident (dirty) until
+//! the purge discards it with `MADV_DONTNEED` after the purge delay
+//! ([`crate::options`]); a segment itself is never unmapped, because the
+//! shared stacks may read the link word of any block or descriptor that was
+//! ever pushed (the type-stable memory their ABA argument relies on) — a
+//! purged unit reads as zero, which a stale read may see and then discards.
+//!
+//! Transparent huge pages: segments are mapped with `MADV_NOHUGEPAGE`. A
+//! segment is 4 MiB-aligned, so with THP set to `always` the kernel would
+//! back a first touch of a 64 KiB page with a whole 2 MiB page, and a purge
+//! of one unit would split it; small and medium memory is managed at 64 KiB,
+//! which huge pages would defeat. Huge objects (own mappings) follow the
+//! system's setting.
 //!
 //! Segments are numbered from 1 in the order they are mapped, and the table
-//! [`SEGMENTS`] turns a number back into an address. Numbers let a block be
-//! named by a 33-bit handle (`index << 18 | offset / 16`), which is what gives
-//! the shared stacks their 31-bit ABA tag (see [`super::stack`]). Segments are
-//! never unmapped, so a handle, once valid, stays a readable address: this is
-//! the type-stable memory the stacks' optimistic reads rely on.
+//! [`SEGMENTS`] turns a number back into an address. Numbers let a block or a
+//! descriptor be named by a 33-bit handle (`index << 18 | offset / 16`),
+//! which is what gives the shared stacks their 31-bit ABA tag (see
+//! [`super::stack`]).
 //!
-//! Limits: at most [`MAX_SEGMENTS`] − 1 segments (128 GiB of small blocks);
-//! past that, small allocations fail with null like any out-of-memory.
+//! Limits: at most [`MAX_SEGMENTS`] − 1 segments (128 GiB of small and
+//! medium memory); past that, allocations fail with null like any
+//! out-of-memory. Widening the handle would narrow the tag.
 
 use super::address_map::{self, Granule, GRANULE_SHIFT};
+use super::page::Anchor;
 use super::pool::{Backing, FreeBlock};
-use super::size_class::NUM_CLASSES;
-use super::stack::{BatchStack, NodeSpace, HANDLE_BITS};
+use super::size_class::{CLASS_SIZE, NUM_CLASSES};
+use super::stack::{NodeSpace, HANDLE_BITS};
+use super::units::{run_mask, UnitMap, UNITS};
+use crate::options;
 use crate::os;
 use crate::sync::statics::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -27,50 +54,106 @@ use crate::sync::statics::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 pub const SEGMENT_SHIFT: u32 = GRANULE_SHIFT;
 /// Bytes in a segment (4 MiB).
 pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
+/// log2 of a unit.
+pub const UNIT_SHIFT: u32 = 16;
+/// Bytes in a unit (64 KiB), the granularity of pages, medium objects and purging.
+pub const UNIT: usize = 1 << UNIT_SHIFT;
 /// Bits of a handle that hold the offset inside the segment, in 16-byte units.
 pub const OFFSET_BITS: u32 = SEGMENT_SHIFT - 4;
 /// Segment numbers fit in the rest of a handle.
 pub const MAX_SEGMENTS: usize = 1 << (HANDLE_BITS - OFFSET_BITS);
-/// Bytes reserved at the start of a segment for its header.
-pub const HEADER_BYTES: usize = 64;
+/// Where the unit descriptors start in a segment.
+const DESC_OFFSET: usize = 64;
+/// Units a page of small blocks may span at most (1 MiB).
+const MAX_PAGE_UNITS: u32 = 16;
+
+const _: () = assert!(SEGMENT_SIZE / UNIT == UNITS as usize);
+const _: () = assert!(core::mem::size_of::<SegmentHeader>() <= DESC_OFFSET);
+const _: () = assert!(core::mem::size_of::<UnitDesc>() == 32);
+const _: () = assert!(DESC_OFFSET + UNITS as usize * 32 <= UNIT);
+const _: () = {
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        assert!(page_capacity(c) >= 1 && page_capacity(c) <= super::page::MAX_CAPACITY);
+        c += 1;
+    }
+};
 
 /// Tells a segment header from arbitrary memory when a C `free` is checked.
 const SEGMENT_MAGIC: u64 = 0x5348_4f41_4c53_4547; // "SHOALSEG"
 
-/// The first [`HEADER_BYTES`] of every segment.
+/// What a unit's descriptor says its span holds.
+pub const KIND_FREE: u32 = u32::MAX;
+/// A medium object's span.
+pub const KIND_MEDIUM: u32 = u32::MAX - 1;
+
+/// Units a page of `class` spans: enough for about eight blocks, between one
+/// unit and [`MAX_PAGE_UNITS`].
+pub const fn page_units(class: usize) -> u32 {
+    let want = (8 * CLASS_SIZE[class] as usize).div_ceil(UNIT) as u32;
+    if want < 1 {
+        1
+    } else if want > MAX_PAGE_UNITS {
+        MAX_PAGE_UNITS
+    } else {
+        want
+    }
+}
+
+/// Blocks in a page of `class`.
+pub const fn page_capacity(class: usize) -> u32 {
+    (page_units(class) as usize * UNIT / CLASS_SIZE[class] as usize) as u32
+}
+
+/// The first bytes of every segment.
 ///
 /// Invariant: `magic` and `index` are written once, by the thread that maps
 /// the segment, before the segment is published in [`SEGMENTS`] and the
-/// address map. `class` is rewritten when a spare segment is recycled for
-/// another class, before it becomes reachable from that class's pool; it is
-/// atomic because a C `free` of a stray pointer into a spare segment may read
-/// it concurrently (and then rejects the pointer or not, but never races).
-/// `spare_link` is used only by the spare-segment stack.
+/// address map; the unit map and `released_at` are atomics.
 #[repr(C)]
 pub struct SegmentHeader {
     magic: u64,
-    /// Size class whose blocks this segment holds.
-    class: AtomicU32,
     /// This segment's number in [`SEGMENTS`].
     pub index: u32,
-    /// Link word while the segment waits in the spare stack.
-    spare_link: AtomicU64,
+    _pad: u32,
+    units: UnitMap,
+    /// Clock (ms) of the last release of a unit, for the purge delay.
+    released_at: AtomicU64,
 }
 
-const _: () = assert!(core::mem::size_of::<SegmentHeader>() <= HEADER_BYTES);
+/// The descriptor of one unit.
+///
+/// Invariant: `kind` and `span` of every unit of a span are written by the
+/// thread that claimed the span, before the span is published (by the carve
+/// word's or the allocation's Release), and reset to [`KIND_FREE`] before the
+/// span is released; only the first unit's `anchor` and `link` are used.
+/// Atomics, because a C `free` of a stray pointer may read them at any time.
+#[repr(C)]
+pub struct UnitDesc {
+    /// The page's anchor (first unit of a page only).
+    anchor: Anchor,
+    /// The page's link in its class's partial stack (first unit only).
+    link: AtomicU64,
+    /// A class, [`KIND_MEDIUM`] or [`KIND_FREE`].
+    kind: AtomicU32,
+    /// First unit of the span | units << 8.
+    span: AtomicU32,
+    _pad: u64,
+}
 
 /// Segment number → segment address (0 = not mapped). Entries are written
 /// once, before the segment is published, and never cleared.
 static SEGMENTS: [AtomicUsize; MAX_SEGMENTS] = [const { AtomicUsize::new(0) }; MAX_SEGMENTS];
 /// The next unused segment number.
 static NEXT_SEGMENT: AtomicU32 = AtomicU32::new(1);
-/// Segments that were prepared for a pool but lost the race to be installed
-/// (see `ClassPool::carve`). Their blocks were never handed out, so any class
-/// may take them next. Nodes are segment headers, named by offset-0 handles.
-static SPARE: BatchStack = BatchStack::new();
+/// Bit `i`: segment `i` may have a free unit (set on every release, cleared
+/// lazily when a scan finds the segment full).
+static HAS_ROOM: [AtomicU64; MAX_SEGMENTS / 64] = [const { AtomicU64::new(0) }; MAX_SEGMENTS / 64];
+/// Bit `i`: segment `i` may have free units that are still resident.
+static HAS_DIRTY: [AtomicU64; MAX_SEGMENTS / 64] = [const { AtomicU64::new(0) }; MAX_SEGMENTS / 64];
 
-/// The process-wide segment store: the [`super::pool::Backing`] that `Shoal`
-/// carves from.
+/// The process-wide segment store and page heap: the [`Backing`] that
+/// `Shoal` carves pages from, and the source of medium objects' spans.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Segments;
 
@@ -78,8 +161,8 @@ pub struct Segments;
 #[inline]
 fn segment_base(index: u64) -> usize {
     // Relaxed suffices: whoever holds a handle into this segment got it
-    // through a pool's Acquire operation, which happens after the Release
-    // store below.
+    // through an Acquire operation that happens after the Release store of
+    // the address.
     SEGMENTS[index as usize].load(Ordering::Relaxed)
 }
 
@@ -95,36 +178,98 @@ pub unsafe fn header_of(ptr: *const u8) -> &'static SegmentHeader {
     unsafe { &*(base as *const SegmentHeader) }
 }
 
+/// The descriptor of unit `unit` of the segment at `base`.
+#[inline]
+fn desc_at(base: usize, unit: u32) -> &'static UnitDesc {
+    debug_assert!(unit < UNITS);
+    // SAFETY: callers pass the base of a mapped segment, whose descriptors
+    // were initialised (zeroed memory, then written) when it was mapped and
+    // live as long as the process.
+    unsafe { &*((base + DESC_OFFSET + unit as usize * 32) as *const UnitDesc) }
+}
+
+/// What a pointer into a segment points at, from its unit's descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Span {
+    /// A page of `class` starting at `start`.
+    Page {
+        /// The class.
+        class: usize,
+        /// Address of the page's first block.
+        start: usize,
+    },
+    /// A medium object of `units` units starting at `start`.
+    Medium {
+        /// Address of the object.
+        start: usize,
+        /// Its length in units.
+        units: u32,
+    },
+    /// Free units or the segment header.
+    Nothing,
+}
+
+/// What holds the byte at `addr`.
+///
+/// # Safety
+/// `addr` must lie in a segment (the address map says so, or the caller
+/// allocated it there).
+#[inline]
+pub unsafe fn span_at(addr: usize) -> Span {
+    let base = addr & !(SEGMENT_SIZE - 1);
+    let unit = ((addr - base) >> UNIT_SHIFT) as u32;
+    let d = desc_at(base, unit);
+    let kind = d.kind.load(Ordering::Relaxed);
+    let span = d.span.load(Ordering::Relaxed);
+    let first = span & 0xff;
+    let start = base + first as usize * UNIT;
+    match kind {
+        KIND_FREE => Span::Nothing,
+        KIND_MEDIUM => Span::Medium {
+            start,
+            units: span >> 8,
+        },
+        class if (class as usize) < NUM_CLASSES && first >= 1 => Span::Page {
+            class: class as usize,
+            start,
+        },
+        _ => Span::Nothing,
+    }
+}
+
 impl SegmentHeader {
     /// `true` if this looks like a segment header of ours (for C `free`).
     pub fn is_valid(&self) -> bool {
         self.magic == SEGMENT_MAGIC
     }
-
-    /// The size class whose blocks this segment holds. Relaxed: whoever holds
-    /// a block of the segment got it through a pool's Acquire operation,
-    /// which happens after the class was stored.
-    #[inline]
-    pub fn class(&self) -> usize {
-        self.class.load(Ordering::Relaxed) as usize
-    }
 }
 
-// SAFETY: every handle the pools push names a block inside a mapped segment
-// (`handle_of`), and the block's second word is its link; segments are never
-// unmapped, so the reference stays valid. Spare-stack handles (offset 0)
-// name the header's `spare_link`.
+// SAFETY: block handles name a block inside a mapped segment (`handle_of`),
+// whose second word is its link; descriptor handles name a descriptor,
+// whose second word is its link. Both are at `base + offset + 8`, and
+// segments are never unmapped, so the reference stays valid.
 unsafe impl NodeSpace for Segments {
     #[inline]
     unsafe fn link(&self, handle: u64) -> &AtomicU64 {
         let base = segment_base(handle >> OFFSET_BITS);
         let offset = ((handle & ((1 << OFFSET_BITS) - 1)) << 4) as usize;
-        if offset == 0 {
-            // SAFETY: see the impl comment; the header is at the base.
-            return unsafe { &(*(base as *const SegmentHeader)).spare_link };
-        }
-        // SAFETY: see the impl comment: word 1 of a free block is its link.
+        // SAFETY: see the impl comment.
         unsafe { &*((base + offset + 8) as *const AtomicU64) }
+    }
+}
+
+/// Bit `index` of a segment bitmap.
+#[inline]
+fn bit(map: &[AtomicU64], index: u32) -> (&AtomicU64, u64) {
+    (&map[index as usize / 64], 1 << (index % 64))
+}
+
+/// Sets bit `index` of a segment bitmap, with a plain load when it is set.
+#[inline]
+fn set_bit(map: &[AtomicU64], index: u32) {
+    let (word, b) = bit(map, index);
+    if word.load(Ordering::Relaxed) & b == 0 {
+        word.fetch_or(b, Ordering::SeqCst);
     }
 }
 
@@ -141,33 +286,119 @@ impl Segments {
         (index << OFFSET_BITS) | offset
     }
 
-    /// The address named by a block handle.
+    /// The address named by a block or descriptor handle.
     #[inline]
-    fn addr_of(handle: u64) -> *mut u8 {
-        let base = segment_base(handle >> OFFSET_BITS);
-        (base + (((handle & ((1 << OFFSET_BITS) - 1)) << 4) as usize)) as *mut u8
+    fn addr_of(handle: u64) -> usize {
+        segment_base(handle >> OFFSET_BITS) + (((handle & ((1 << OFFSET_BITS) - 1)) << 4) as usize)
     }
 
-    /// A segment ready to hold blocks of `class`, or `None` when the OS
-    /// refuses memory or the segment numbers are used up.
-    fn acquire(class: usize) -> Option<u32> {
-        if class >= NUM_CLASSES {
+    /// The handle of the page whose first unit is `unit` of segment `index`.
+    #[inline]
+    fn page_handle(index: u32, unit: u32) -> u64 {
+        (u64::from(index) << OFFSET_BITS) | ((DESC_OFFSET + unit as usize * 32) >> 4) as u64
+    }
+
+    /// Segment index and first unit of page `page`.
+    #[inline]
+    fn page_parts(page: u64) -> (u32, u32) {
+        let index = (page >> OFFSET_BITS) as u32;
+        let offset = ((page & ((1 << OFFSET_BITS) - 1)) << 4) as usize;
+        (index, ((offset - DESC_OFFSET) / 32) as u32)
+    }
+
+    /// Claims `units` consecutive free units: from a segment that has room,
+    /// lowest first, else (with `grow`) from a freshly mapped segment.
+    /// Returns the segment, the first unit, and whether the span is clean
+    /// (reads as zero).
+    pub fn alloc_span(units: u32, grow: bool) -> Option<(u32, u32, bool)> {
+        debug_assert!((1..UNITS).contains(&units));
+        let mapped = NEXT_SEGMENT.load(Ordering::Acquire) as usize;
+        for w in 0..mapped.div_ceil(64) {
+            let mut bits = HAS_ROOM[w].load(Ordering::Relaxed);
+            while bits != 0 {
+                let index = (w * 64) as u32 + bits.trailing_zeros();
+                bits &= bits - 1;
+                let base = segment_base(u64::from(index));
+                if base == 0 {
+                    continue;
+                }
+                // SAFETY: a published segment starts with its header.
+                let header = unsafe { &*(base as *const SegmentHeader) };
+                if let Some((start, clean)) = header.units.claim(units) {
+                    return Some((index, start, clean));
+                }
+                if header.units.used() == u64::MAX {
+                    // Full: clear its bit, unless a release raced with us
+                    // (the release sets the bit after freeing the unit; both
+                    // sides are SeqCst, so one of us sees the other).
+                    let (word, b) = bit(&HAS_ROOM, index);
+                    word.fetch_and(!b, Ordering::SeqCst);
+                    if header.units.used() != u64::MAX {
+                        set_bit(&HAS_ROOM, index);
+                    }
+                }
+            }
+        }
+        if !grow {
             return None;
         }
-        // SAFETY: the spare stack only ever holds offset-0 handles of our
-        // segments, pushed with `Segments` (see `release`).
-        if let Some((handle, _)) = unsafe { SPARE.pop(&Segments) } {
-            let index = (handle >> OFFSET_BITS) as u32;
-            let base = segment_base(u64::from(index));
-            // SAFETY: a segment is mapped for the life of the process and
-            // starts with its header. We popped it, so no pool hands out its
-            // blocks; the store is ordered before the blocks become reachable
-            // by the Release CAS that installs the segment in a pool.
-            unsafe { &*(base as *const SegmentHeader) }
-                .class
-                .store(class as u32, Ordering::Relaxed);
-            return Some(index);
+        let index = Self::map_segment()?;
+        let base = segment_base(u64::from(index));
+        // SAFETY: we just published it.
+        let header = unsafe { &*(base as *const SegmentHeader) };
+        let (start, clean) = header.units.claim(units)?;
+        set_bit(&HAS_ROOM, index);
+        Some((index, start, clean))
+    }
+
+    /// Releases units `start .. start + units` of segment `index`, claimed
+    /// with [`Segments::alloc_span`], to the page heap. Their descriptors
+    /// must already say [`KIND_FREE`].
+    pub fn free_span(index: u32, start: u32, units: u32) {
+        let base = segment_base(u64::from(index));
+        // SAFETY: a published segment starts with its header.
+        let header = unsafe { &*(base as *const SegmentHeader) };
+        header.released_at.store(os::now_ms(), Ordering::Relaxed);
+        header.units.release(start, units);
+        set_bit(&HAS_ROOM, index);
+        set_bit(&HAS_DIRTY, index);
+    }
+
+    /// Writes the descriptors of a span: `kind` and the span's shape.
+    fn describe(index: u32, start: u32, units: u32, kind: u32) {
+        let base = segment_base(u64::from(index));
+        for u in start..start + units {
+            let d = desc_at(base, u);
+            d.span.store(start | (units << 8), Ordering::Relaxed);
+            d.kind.store(kind, Ordering::Relaxed);
         }
+    }
+
+    /// A span of `units` units for a medium object: its address and whether
+    /// it is clean. The descriptors say [`KIND_MEDIUM`].
+    pub fn alloc_medium(units: u32, grow: bool) -> Option<(*mut u8, bool)> {
+        let (index, start, clean) = Self::alloc_span(units, grow)?;
+        Self::describe(index, start, units, KIND_MEDIUM);
+        let base = segment_base(u64::from(index));
+        Some(((base + start as usize * UNIT) as *mut u8, clean))
+    }
+
+    /// Frees the medium object at `ptr`, of `units` units.
+    ///
+    /// # Safety
+    /// `ptr` came from [`Segments::alloc_medium`] with `units`, is live and is
+    /// not used afterwards.
+    pub unsafe fn free_medium(ptr: *mut u8, units: u32) {
+        // SAFETY: the caller's promise: a span in a live segment.
+        let index = unsafe { header_of(ptr) }.index;
+        let start = ((ptr as usize & (SEGMENT_SIZE - 1)) >> UNIT_SHIFT) as u32;
+        Self::describe(index, start, units, KIND_FREE);
+        Self::free_span(index, start, units);
+    }
+
+    /// Maps, initialises and publishes a new segment; `None` when the OS
+    /// refuses memory or the segment numbers are used up.
+    fn map_segment() -> Option<u32> {
         if !os::page_size_ok() {
             return None;
         }
@@ -177,7 +408,7 @@ impl Segments {
         if base.is_null() {
             return None;
         }
-        let numbered = NEXT_SEGMENT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        let numbered = NEXT_SEGMENT.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
             ((n as usize) < MAX_SEGMENTS).then_some(n + 1)
         });
         let index = match numbered {
@@ -191,49 +422,131 @@ impl Segments {
                 return None;
             }
         };
-        // SAFETY: freshly mapped, writable, aligned, and private to us.
+        // SAFETY: our own fresh mapping.
+        unsafe { os::no_huge_pages(base, SEGMENT_SIZE) };
+        // SAFETY: freshly mapped, writable, aligned, and private to us; the
+        // descriptors' zero bytes are overwritten before publication.
         unsafe {
             base.cast::<SegmentHeader>().write(SegmentHeader {
                 magic: SEGMENT_MAGIC,
-                class: AtomicU32::new(class as u32),
                 index,
-                spare_link: AtomicU64::new(0),
+                _pad: 0,
+                units: UnitMap::new(1),
+                released_at: AtomicU64::new(0),
             });
+            for u in 0..UNITS as usize {
+                base.add(DESC_OFFSET + u * 32).cast::<UnitDesc>().write(UnitDesc {
+                    anchor: Anchor::new(),
+                    link: AtomicU64::new(0),
+                    kind: AtomicU32::new(KIND_FREE),
+                    span: AtomicU32::new(0),
+                    _pad: 0,
+                });
+            }
         }
         SEGMENTS[index as usize].store(base as usize, Ordering::Release);
         address_map::mark(base as usize, Granule::Small);
         Some(index)
     }
 
-    /// Gives back a segment from [`Segments::acquire`] whose blocks were
-    /// never handed out.
-    ///
-    /// # Safety
-    /// As [`Backing::release`]: the caller owns segment `index`.
-    unsafe fn release(index: u32) {
-        // SAFETY: the caller owns the segment; offset-0 handles name headers.
-        unsafe { SPARE.push(&Segments, u64::from(index) << OFFSET_BITS, 1) };
+    /// Purges free units released at least the purge delay before `now`
+    /// (all of them with `force`): their pages are discarded and read as
+    /// zero when reused.
+    pub fn purge(force: bool, now: u64) {
+        let delay = options::purge_delay_ms();
+        let mapped = NEXT_SEGMENT.load(Ordering::Acquire) as usize;
+        for w in 0..mapped.div_ceil(64) {
+            let mut bits = HAS_DIRTY[w].load(Ordering::Relaxed);
+            while bits != 0 {
+                let index = (w * 64) as u32 + bits.trailing_zeros();
+                bits &= bits - 1;
+                let base = segment_base(u64::from(index));
+                if base == 0 {
+                    continue;
+                }
+                // SAFETY: a published segment starts with its header.
+                let header = unsafe { &*(base as *const SegmentHeader) };
+                let released = header.released_at.load(Ordering::Relaxed);
+                if !force && now < released.saturating_add(delay) {
+                    continue;
+                }
+                let (word, b) = bit(&HAS_DIRTY, index);
+                word.fetch_and(!b, Ordering::SeqCst);
+                let mask = header.units.reserve_dirty();
+                let mut rest = mask;
+                while rest != 0 {
+                    let start = rest.trailing_zeros();
+                    let len = (rest >> start).trailing_ones();
+                    // SAFETY: the reservation makes these units ours: no span
+                    // holds them and nobody can claim them until we finish.
+                    unsafe { os::decommit((base + start as usize * UNIT) as *mut u8, len as usize * UNIT) };
+                    rest &= !run_mask(start, len);
+                }
+                if mask != 0 {
+                    header.units.finish_purge(mask);
+                }
+                if header.units.dirty_free() != 0 {
+                    set_bit(&HAS_DIRTY, index);
+                }
+            }
+        }
     }
 }
 
-// SAFETY: segments are SEGMENT_SIZE bytes, never unmapped; `handle_of` and
-// `addr_of` are inverse on blocks (a block's offset is a multiple of 16 and
-// below SEGMENT_SIZE, and its header holds its segment's index); the link of
-// a block handle is the block's second word, free while the block is free.
+// SAFETY: pages are spans of units claimed from the unit maps (one owner
+// each) of `page_capacity(class)` blocks of the class size from the span's
+// start (64 KiB-aligned, so every block is aligned as its class promises);
+// segments are never unmapped; `handle_of`/`addr_of` are inverse on blocks;
+// page handles name descriptors in unit 0 and block handles blocks in units
+// 1..=63, so they never collide; a free block's link is its second word.
 unsafe impl Backing for Segments {
     #[inline]
-    fn segment_bytes(&self) -> usize {
-        SEGMENT_SIZE
+    fn page_capacity(&self, class: usize) -> u32 {
+        page_capacity(class)
+    }
+
+    fn acquire_page(&self, class: usize, grow: bool) -> Option<u64> {
+        if class >= NUM_CLASSES {
+            return None;
+        }
+        let units = page_units(class);
+        let (index, start, _) = Self::alloc_span(units, grow)?;
+        Self::describe(index, start, units, class as u32);
+        let base = segment_base(u64::from(index));
+        desc_at(base, start).anchor.activate();
+        Some(Self::page_handle(index, start))
+    }
+
+    unsafe fn release_page(&self, page: u64) {
+        let (index, start) = Self::page_parts(page);
+        let base = segment_base(u64::from(index));
+        let units = desc_at(base, start).span.load(Ordering::Relaxed) >> 8;
+        Self::describe(index, start, units, KIND_FREE);
+        Self::free_span(index, start, units);
     }
 
     #[inline]
-    fn header_bytes(&self) -> usize {
-        HEADER_BYTES
+    fn page_start(&self, page: u64) -> *mut u8 {
+        let (index, start) = Self::page_parts(page);
+        (segment_base(u64::from(index)) + start as usize * UNIT) as *mut u8
     }
 
     #[inline]
-    fn segment_addr(&self, index: u32) -> *mut u8 {
-        segment_base(u64::from(index)) as *mut u8
+    fn anchor(&self, page: u64) -> &Anchor {
+        // SAFETY: a page handle names the first descriptor of its page,
+        // whose first field is the anchor (see `page_handle`).
+        unsafe { &*(Self::addr_of(page) as *const Anchor) }
+    }
+
+    #[inline]
+    unsafe fn page_of(&self, block: *mut FreeBlock) -> u64 {
+        let addr = block as usize;
+        let base = addr & !(SEGMENT_SIZE - 1);
+        let unit = ((addr - base) >> UNIT_SHIFT) as u32;
+        let first = desc_at(base, unit).span.load(Ordering::Relaxed) & 0xff;
+        // SAFETY: the caller's promise: a block in a live segment.
+        let index = unsafe { header_of(block.cast()) }.index;
+        Self::page_handle(index, first)
     }
 
     #[inline]
@@ -244,30 +557,37 @@ unsafe impl Backing for Segments {
 
     #[inline]
     unsafe fn addr_of(&self, handle: u64) -> *mut FreeBlock {
-        Segments::addr_of(handle).cast()
+        Segments::addr_of(handle) as *mut FreeBlock
     }
 
-    fn acquire(&self, class: usize) -> Option<u32> {
-        Segments::acquire(class)
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        os::now_ms()
     }
 
-    unsafe fn release(&self, index: u32) {
-        // SAFETY: forwarded contract.
-        unsafe { Segments::release(index) }
+    #[inline]
+    fn purge_delay_ms(&self) -> u64 {
+        options::purge_delay_ms()
+    }
+
+    fn purge(&self, force: bool, now: u64) {
+        Segments::purge(force, now)
     }
 }
 
 #[cfg(all(test, not(loom), not(miri)))]
 mod tests {
-    //! The pools over real segments: carving, segment replacement, reuse.
+    //! The pools over real segments: carving, page replacement, reuse, pages
+    //! going home and back to the page heap.
     use super::*;
+    use crate::shoal::page::{FULL, LISTED};
     use crate::shoal::pool::{alloc_uncached, free_uncached, Batch, ClassPool, Pools};
-    use crate::shoal::size_class::{batch_len, first_block_offset, CLASS_SIZE};
+    use crate::shoal::size_class::batch_len;
 
     /// `pool.take` for the one backing and class a test uses with `pool`.
     fn take(pool: &ClassPool, class: usize, want: u32) -> Batch {
         // SAFETY: each test uses its pool with `Segments` and one class only.
-        unsafe { pool.take(&Segments, class, want) }.expect("memory")
+        unsafe { pool.take(&Segments, class, want, true) }.expect("memory")
     }
 
     fn chain(batch: &Batch) -> Vec<usize> {
@@ -282,12 +602,12 @@ mod tests {
     }
 
     #[test]
-    fn carving_yields_distinct_aligned_blocks_in_one_segment() {
+    fn carving_yields_distinct_aligned_blocks_of_the_class() {
         let pool = ClassPool::new();
         let class = 20; // 1280-byte blocks, 256-byte aligned
         let size = CLASS_SIZE[class] as usize;
         let mut all = Vec::new();
-        for _ in 0..10 {
+        for _ in 0..100 {
             let b = take(&pool, class, batch_len(class));
             let blocks = chain(&b);
             assert_eq!(blocks.len(), b.len as usize);
@@ -300,34 +620,87 @@ mod tests {
         for &p in &all {
             assert_eq!(p % 256, 0);
             // SAFETY: carved from a live segment.
-            assert_eq!(unsafe { header_of(p as *const u8) }.class(), class);
+            match unsafe { span_at(p) } {
+                Span::Page { class: c, start } => {
+                    assert_eq!(c, class);
+                    assert_eq!((p - start) % size, 0);
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 
     #[test]
-    fn a_full_segment_is_replaced_and_returned_batches_come_back_first() {
+    fn pages_go_home_and_back_to_the_page_heap() {
         let pool = ClassPool::new();
-        let class = NUM_CLASSES - 1; // 256 KiB: 15 per segment
-        let per_segment =
-            (SEGMENT_SIZE - first_block_offset(class, 64)) / CLASS_SIZE[class] as usize;
-        let mut batches = Vec::new();
-        let mut carved = 0;
-        while carved <= per_segment {
-            let b = take(&pool, class, 2);
-            carved += b.len as usize;
-            batches.push(b);
+        let class = NUM_CLASSES - 1; // 256 KiB: 4 per page
+        let cap = page_capacity(class);
+        let mut blocks = Vec::new();
+        for _ in 0..cap + 1 {
+            let b = take(&pool, class, 1);
+            assert_eq!(b.len, 1);
+            blocks.push(b.head);
         }
-        let segments: std::collections::BTreeSet<usize> = batches
-            .iter()
-            .flat_map(chain)
-            .map(|p| p & !(SEGMENT_SIZE - 1))
-            .collect();
-        assert!(segments.len() >= 2, "a second segment was installed");
-        let back = batches.pop().unwrap();
-        let head = back.head;
-        // SAFETY: we own the batch.
-        unsafe { pool.give(&Segments, back) };
-        assert_eq!(take(&pool, class, 2).head, head);
+        // The first page is fully carved and replaced: FULL.
+        let first = blocks[0];
+        // SAFETY: a block we hold.
+        let page = unsafe { Segments.page_of(first) };
+        assert_eq!(Segments.anchor(page).state(), FULL);
+        // One block home: the page becomes LISTED and is taken next.
+        // SAFETY: we own the block; one-block batch.
+        unsafe {
+            (*first).next = core::ptr::null_mut();
+            pool.send_home(&Segments, class, Batch { head: first, len: 1 });
+        }
+        assert_eq!(Segments.anchor(page).state(), LISTED);
+        let again = take(&pool, class, 4);
+        assert_eq!((again.head, again.len), (first, 1), "the partial page serves first");
+        // All blocks of the page home: the page's units go to the page heap.
+        blocks[0] = again.head;
+        let (index, start) = Segments::page_parts(page);
+        let base = segment_base(u64::from(index));
+        for &b in &blocks[..cap as usize] {
+            // SAFETY: we own each block and give it once.
+            unsafe {
+                (*b).next = core::ptr::null_mut();
+                pool.send_home(&Segments, class, Batch { head: b, len: 1 });
+            }
+        }
+        // The page was listed again by the first of those returns, so it
+        // waits on the partial stack, all home, until a drain scavenges it.
+        assert_eq!(Segments.anchor(page).state(), LISTED);
+        assert_eq!(Segments.anchor(page).at_home(), cap);
+        // SAFETY: the pool is used with `Segments` and `class` only.
+        unsafe { pool.drain(&Segments, class) };
+        assert_eq!(Segments.anchor(page).state(), crate::shoal::page::FREE);
+        // SAFETY: `base` is a live segment.
+        assert_eq!(unsafe { span_at(base + start as usize * UNIT) }, Span::Nothing);
+    }
+
+    #[test]
+    fn medium_spans_round_trip_and_purged_units_read_zero() {
+        let (p, _) = Segments::alloc_medium(5, true).expect("memory");
+        // SAFETY: the span is ours.
+        match unsafe { span_at(p as usize + 3 * UNIT) } {
+            Span::Medium { start, units } => assert_eq!((start, units), (p as usize, 5)),
+            other => panic!("{other:?}"),
+        }
+        // SAFETY: ours, 5 units long.
+        unsafe {
+            p.write_bytes(0xAB, 5 * UNIT);
+            Segments::free_medium(p, 5);
+        }
+        Segments::purge(true, os::now_ms());
+        // SAFETY: the segment stays mapped; purged memory reads as zero.
+        // (Another test may have claimed the units meanwhile, in which case
+        // they are dirty again; only check when they are still free.)
+        let header = unsafe { header_of(p) };
+        let unit = ((p as usize & (SEGMENT_SIZE - 1)) >> UNIT_SHIFT) as u32;
+        if header.units.used() & run_mask(unit, 5) == 0 {
+            // SAFETY: mapped, and nobody holds these units.
+            let bytes = unsafe { core::slice::from_raw_parts(p, 5 * UNIT) };
+            assert!(bytes.iter().all(|&b| b == 0));
+        }
     }
 
     #[test]

@@ -36,6 +36,21 @@ static POOLS: Pools<Segments> = Pools::new(Segments);
 
 thread_caches!(static CACHES: ThreadCaches<Pools<Segments>> = &POOLS, slot ShoalSlot);
 
+/// The process-wide pools (medium objects ask them to send idle pages home
+/// before mapping more memory).
+pub(crate) fn pools() -> &'static Pools<Segments> {
+    &POOLS
+}
+
+/// Gives back at once what can be given back: the calling thread's cached
+/// blocks go to the pools, every pool sends its free blocks home, pages
+/// whose blocks are all home go to the page heap, and every free unit is
+/// purged to the OS.
+pub(crate) fn collect() {
+    CACHES.flush_current();
+    POOLS.maintain(true);
+}
+
 /// `Shoal`'s small path: a per-thread cache served with plain loads and
 /// stores, refilled from and flushed to `POOLS` one batch per CAS.
 #[derive(Clone, Copy, Debug, Default)]

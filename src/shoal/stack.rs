@@ -173,6 +173,43 @@ impl<const TAGGED: bool> TaggedStack<TAGGED> {
         }
     }
 
+    /// Empties the stack with one CAS and returns its top node's handle (0
+    /// when it was empty). The caller then owns every node of the chain and
+    /// walks it with [`TaggedStack::next_of`].
+    ///
+    /// The tag moves on as for a pop, so a pop that read the old head fails.
+    pub fn take_all(&self) -> u64 {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            if head & HANDLE_MASK == 0 {
+                return 0;
+            }
+            let new = (head & !HANDLE_MASK).wrapping_add(tag_step::<TAGGED>());
+            // Acquire: the links of every node in the chain were written
+            // before the Release CAS that pushed the node.
+            match self
+                .head
+                .compare_exchange_weak(head, new, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return head & HANDLE_MASK,
+                Err(actual) => head = actual,
+            }
+        }
+    }
+
+    /// The handle after `handle` in a chain from [`TaggedStack::take_all`]
+    /// (0 at the end) and the length pushed with `handle`.
+    ///
+    /// # Safety
+    /// `handle` is a node of a chain the caller took with `take_all` from a
+    /// stack whose pushes all used `space`, and the caller has not yet given
+    /// that node away.
+    pub unsafe fn next_of(space: &impl NodeSpace, handle: u64) -> (u64, u32) {
+        // SAFETY: the caller owns the node, a node of `space`.
+        let link = unsafe { space.link(handle) }.load(Ordering::Relaxed);
+        (link & HANDLE_MASK, (link >> HANDLE_BITS) as u32)
+    }
+
     /// `true` if the stack held no batch at the moment of the load.
     pub fn is_empty(&self) -> bool {
         self.head.load(Ordering::Relaxed) & HANDLE_MASK == 0
@@ -277,6 +314,28 @@ mod tests {
             broken.head.load(Ordering::Relaxed),
             "untagged head repeats"
         );
+    }
+
+    #[test]
+    fn take_all_returns_the_chain_and_moves_the_tag() {
+        let space = nodes(8);
+        let stack = BatchStack::new();
+        assert_eq!(stack.take_all(), 0);
+        // SAFETY: distinct non-zero handles, each pushed once.
+        unsafe {
+            stack.push(&space, 3, 30);
+            stack.push(&space, 5, 50);
+        }
+        let before = stack.head.load(Ordering::Relaxed);
+        let top = stack.take_all();
+        assert!(stack.is_empty());
+        assert_ne!(stack.head.load(Ordering::Relaxed) >> HANDLE_BITS, before >> HANDLE_BITS);
+        // SAFETY: we took the chain from a stack that only used `space`.
+        let (next, len) = unsafe { BatchStack::next_of(&space, top) };
+        assert_eq!((top, len), (5, 50));
+        // SAFETY: as above.
+        assert_eq!(unsafe { BatchStack::next_of(&space, next) }, (0, 30));
+        assert_eq!(next, 3);
     }
 
     #[test]

@@ -408,6 +408,17 @@ impl<K: SlotKey> ThreadCaches<K> {
         unsafe { (*cache).free(self.pool, class, block) }
     }
 
+    /// Returns every block the calling thread's cache holds to the pool (for
+    /// `collect`); the cache stays usable.
+    pub fn flush_current(&self) {
+        let cache = self.cache();
+        if !cache.is_null() {
+            // SAFETY: this thread's live cache, used by no one else meanwhile
+            // and only with `self.pool`.
+            unsafe { (*cache).flush_all(self.pool) };
+        }
+    }
+
     /// Allocation without a cache (while arming, after thread exit). Out of
     /// line so the fast path does not carry the CAS loops' register spills.
     #[cold]
