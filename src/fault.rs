@@ -38,9 +38,14 @@ pub enum Fault {
     /// its cached blocks: they are stranded, as in an allocator that forgets
     /// abandoned caches.
     StrandOnExit,
+    /// The pools never send free blocks home: a returned batch always goes
+    /// on its class's stack, and neither the tick, nor memory pressure, nor
+    /// `collect` drains the stacks. Pages then never leave their class and
+    /// nothing is purged, as in an allocator without a page heap.
+    KeepPages,
 }
 
-const FAULTS: usize = 2;
+const FAULTS: usize = 3;
 
 static ARMED: [AtomicBool; FAULTS] = [const { AtomicBool::new(false) }; FAULTS];
 

@@ -102,7 +102,7 @@ pub fn purge_delay() -> core::time::Duration {
 #[doc(hidden)]
 pub mod internals {
     pub use crate::os::PAGE;
-    pub use crate::shoal::{cache, mapping_park, pool, size_class, stack};
+    pub use crate::shoal::{cache, mapping_park, page, pool, size_class, stack, units};
 
     #[cfg(not(loom))]
     pub use crate::shoal::{

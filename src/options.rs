@@ -55,9 +55,7 @@ fn parse_ms(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 12 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let ms = value
-        .iter()
-        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    let ms = value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
     (ms <= MAX_PURGE_DELAY_MS).then_some(ms)
 }
 
@@ -92,7 +90,14 @@ mod tests {
         assert_eq!(parse_ms(b"0"), Some(0));
         assert_eq!(parse_ms(b"250"), Some(250));
         assert_eq!(parse_ms(b"86400000"), Some(86_400_000));
-        for bad in [&b""[..], b"-1", b"10ms", b" 5", b"86400001", b"99999999999999"] {
+        for bad in [
+            &b""[..],
+            b"-1",
+            b"10ms",
+            b" 5",
+            b"86400001",
+            b"99999999999999",
+        ] {
             assert_eq!(parse_ms(bad), None, "{bad:?}");
         }
     }

@@ -90,10 +90,18 @@ fn foreign_and_misplaced_pointers_are_recognised() {
     // SAFETY: valid layout.
     let m = unsafe { Shoal::new().alloc(medium) };
     assert_eq!(owner(m), Owner::Medium);
-    assert_eq!(owner(m.wrapping_add(4096)), Owner::Foreign, "interior of a medium object");
+    assert_eq!(
+        owner(m.wrapping_add(4096)),
+        Owner::Foreign,
+        "interior of a medium object"
+    );
     // SAFETY: allocated above, freed once.
     unsafe { Shoal::new().dealloc(m, medium) };
-    assert_eq!(owner(m), Owner::Foreign, "a freed medium object is no longer ours");
+    assert_eq!(
+        owner(m),
+        Owner::Foreign,
+        "a freed medium object is no longer ours"
+    );
 
     let big = Layout::from_size_align(5 << 20, 64).unwrap();
     // SAFETY: valid layout.

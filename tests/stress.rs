@@ -14,7 +14,8 @@ fn config() -> StressConfig {
         duration: Duration::from_secs(3),
         min_waves: 4,
         ops_per_thread: 4000,
-        max_size: 1 << 20,
+        // Past the largest medium object (2 MiB): every kind of object.
+        max_size: 3 << 20,
     }
 }
 

@@ -37,17 +37,17 @@ mod front;
 #[cfg(not(loom))]
 mod large;
 #[cfg(not(loom))]
+pub mod locked;
+#[cfg(not(loom))]
 mod medium;
 pub mod page;
-pub mod units;
-#[cfg(not(loom))]
-pub mod locked;
 #[cfg(not(loom))]
 mod segment;
 #[cfg(not(loom))]
 pub mod small_path;
 #[cfg(not(loom))]
 mod thread;
+pub mod units;
 
 #[cfg(not(loom))]
 pub use front::{ForeignPointer, Owner, Shoal};

@@ -151,7 +151,9 @@ impl Anchor {
         loop {
             let total = count(old) + k;
             if total > capacity || state(old) == FREE {
-                crate::fatal::abort("shoalloc: a page got back more blocks than it has (double free?)");
+                crate::fatal::abort(
+                    "shoalloc: a page got back more blocks than it has (double free?)",
+                );
             }
             let (new_state, next) = match state(old) {
                 FULL if total == capacity => (FREE, Next::Release),

@@ -302,6 +302,12 @@ impl ClassPool {
         self.note(GIVEN | GIVEN_SINCE_RELIEF);
         let len = u64::from(batch.len);
         let before = self.stacked.fetch_add(len, Ordering::Relaxed);
+        #[cfg(all(shoalloc_fault, not(loom)))]
+        let before = if crate::fault::is_armed(crate::fault::Fault::KeepPages) {
+            0
+        } else {
+            before
+        };
         if before + len <= stack_cap(class) {
             // SAFETY: the caller's batch holds blocks carved from this backing.
             let handle = unsafe { backing.handle_of(batch.head) };
@@ -355,7 +361,11 @@ impl ClassPool {
                 unsafe { (*tail).next = to };
             };
             // SAFETY: the run `first ..= tail` is ours, of this page.
-            match unsafe { backing.anchor(page).give_back(first_handle, run, capacity, link_tail) } {
+            match unsafe {
+                backing
+                    .anchor(page)
+                    .give_back(first_handle, run, capacity, link_tail)
+            } {
                 Next::Stay => {}
                 // SAFETY: we made the page LISTED, so we alone push it.
                 Next::List => unsafe { self.partial.push(backing, page, 1) },
@@ -374,6 +384,10 @@ impl ClassPool {
     /// # Safety
     /// As [`ClassPool::take`].
     pub unsafe fn drain(&self, backing: &impl Backing, class: usize) {
+        #[cfg(all(shoalloc_fault, not(loom)))]
+        if crate::fault::is_armed(crate::fault::Fault::KeepPages) {
+            return;
+        }
         let mut node = self.batches.take_all();
         while node != 0 {
             // SAFETY: we took the chain; its nodes were pushed with `backing`.
@@ -421,7 +435,9 @@ impl ClassPool {
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
-                        let first = backing.page_start(page).wrapping_add(carved as usize * size);
+                        let first = backing
+                            .page_start(page)
+                            .wrapping_add(carved as usize * size);
                         // SAFETY: the CAS gave us blocks carved .. carved + n
                         // of the page, which nobody else can carve.
                         return Some(unsafe { link_run(first, size, n) });
@@ -583,7 +599,9 @@ impl<B: Backing> Pools<B> {
     /// class is drained and every free unit purged at once (`collect`).
     pub fn maintain(&self, force: bool) {
         for (class, pool) in self.classes.iter().enumerate() {
-            let activity = pool.activity.fetch_and(GIVEN_SINCE_RELIEF, Ordering::Relaxed);
+            let activity = pool
+                .activity
+                .fetch_and(GIVEN_SINCE_RELIEF, Ordering::Relaxed);
             if force || activity & TAKEN == 0 {
                 // SAFETY: pool `class` only ever sees `self.backing` and `class`.
                 unsafe { pool.drain(&self.backing, class) };

@@ -435,13 +435,15 @@ impl Segments {
                 released_at: AtomicU64::new(0),
             });
             for u in 0..UNITS as usize {
-                base.add(DESC_OFFSET + u * 32).cast::<UnitDesc>().write(UnitDesc {
-                    anchor: Anchor::new(),
-                    link: AtomicU64::new(0),
-                    kind: AtomicU32::new(KIND_FREE),
-                    span: AtomicU32::new(0),
-                    _pad: 0,
-                });
+                base.add(DESC_OFFSET + u * 32)
+                    .cast::<UnitDesc>()
+                    .write(UnitDesc {
+                        anchor: Anchor::new(),
+                        link: AtomicU64::new(0),
+                        kind: AtomicU32::new(KIND_FREE),
+                        span: AtomicU32::new(0),
+                        _pad: 0,
+                    });
             }
         }
         SEGMENTS[index as usize].store(base as usize, Ordering::Release);
@@ -479,7 +481,12 @@ impl Segments {
                     let len = (rest >> start).trailing_ones();
                     // SAFETY: the reservation makes these units ours: no span
                     // holds them and nobody can claim them until we finish.
-                    unsafe { os::decommit((base + start as usize * UNIT) as *mut u8, len as usize * UNIT) };
+                    unsafe {
+                        os::decommit(
+                            (base + start as usize * UNIT) as *mut u8,
+                            len as usize * UNIT,
+                        )
+                    };
                     rest &= !run_mask(start, len);
                 }
                 if mask != 0 {
@@ -650,11 +657,22 @@ mod tests {
         // SAFETY: we own the block; one-block batch.
         unsafe {
             (*first).next = core::ptr::null_mut();
-            pool.send_home(&Segments, class, Batch { head: first, len: 1 });
+            pool.send_home(
+                &Segments,
+                class,
+                Batch {
+                    head: first,
+                    len: 1,
+                },
+            );
         }
         assert_eq!(Segments.anchor(page).state(), LISTED);
         let again = take(&pool, class, 4);
-        assert_eq!((again.head, again.len), (first, 1), "the partial page serves first");
+        assert_eq!(
+            (again.head, again.len),
+            (first, 1),
+            "the partial page serves first"
+        );
         // All blocks of the page home: the page's units go to the page heap.
         blocks[0] = again.head;
         let (index, start) = Segments::page_parts(page);
@@ -674,7 +692,10 @@ mod tests {
         unsafe { pool.drain(&Segments, class) };
         assert_eq!(Segments.anchor(page).state(), crate::shoal::page::FREE);
         // SAFETY: `base` is a live segment.
-        assert_eq!(unsafe { span_at(base + start as usize * UNIT) }, Span::Nothing);
+        assert_eq!(
+            unsafe { span_at(base + start as usize * UNIT) },
+            Span::Nothing
+        );
     }
 
     #[test]

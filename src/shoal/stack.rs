@@ -329,7 +329,10 @@ mod tests {
         let before = stack.head.load(Ordering::Relaxed);
         let top = stack.take_all();
         assert!(stack.is_empty());
-        assert_ne!(stack.head.load(Ordering::Relaxed) >> HANDLE_BITS, before >> HANDLE_BITS);
+        assert_ne!(
+            stack.head.load(Ordering::Relaxed) >> HANDLE_BITS,
+            before >> HANDLE_BITS
+        );
         // SAFETY: we took the chain from a stack that only used `space`.
         let (next, len) = unsafe { BatchStack::next_of(&space, top) };
         assert_eq!((top, len), (5, 50));

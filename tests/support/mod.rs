@@ -255,13 +255,15 @@ pub fn ops_strategy() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op_strategy(), 1..300)
 }
 
-/// Allocations of every size class and alignment from 1 B to 600 KB, then
-/// reallocs and frees among them: the oracle's exhaustive sweep.
+/// Allocations of every size class and alignment from 1 B to 3 MB (small
+/// blocks, medium spans up to 2 MiB, huge objects above), alignments up to
+/// 128 KiB (past a unit, which only huge objects honour), then reallocs and
+/// frees among them: the oracle's exhaustive sweep.
 pub fn sweep_ops() -> Vec<Op> {
     let mut ops = Vec::new();
     let mut size = 1;
-    while size <= 600_000 {
-        for align_log in [0, 4, 6, 12, 14] {
+    while size <= 3_000_000 {
+        for align_log in [0, 4, 6, 12, 14, 16, 17] {
             ops.push(Op::Alloc {
                 size,
                 align_log,
@@ -404,7 +406,7 @@ fn step(
 pub fn check_realloc_round_trip(alloc: &dyn GlobalAlloc) -> Result<(), String> {
     let mut sizes: Vec<usize> = Vec::new();
     let mut size = 3usize;
-    while size < 1_200_000 {
+    while size < 3_000_000 {
         size = size * 2 + 5;
         sizes.push(size);
     }
