@@ -97,8 +97,11 @@
 //! * A child of `fork` keeps the other threads' cached blocks as unreachable
 //!   memory (see above); a program that forks thousands of children from a
 //!   many-threaded parent without `exec` pays that per child.
-//! * Memory is not returned to glibc's `malloc_trim`/`mallinfo`/`mallopt`:
-//!   those still act on glibc's (unused) heap.
+//! * `malloc_trim` is shoalloc's: it gives free memory back to the OS at once
+//!   (`shoalloc::collect`) and returns 1. Without it, freed memory goes back
+//!   after the purge delay (`SHOALLOC_PURGE_DELAY_MS`, default 100 ms), on
+//!   later allocator activity. `mallinfo`/`mallopt` still act on glibc's
+//!   (unused) heap.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -355,6 +358,15 @@ impl Message {
             }
         }
     }
+}
+
+/// Gives free memory back to the OS now (see `shoalloc::collect`); `pad` is
+/// ignored. Returns 1: glibc's "some memory was released", which callers
+/// treat as success.
+#[no_mangle]
+pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
+    shoal::collect();
+    1
 }
 
 /// Reports a pointer that shoalloc did not allocate and aborts.

@@ -310,6 +310,46 @@ static void test_libc_internal(void) {
     free(buf);
 }
 
+/* Resident bytes of this process (second field of /proc/self/statm). */
+static size_t rss(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2) resident = 0;
+    fclose(f);
+    return (size_t)resident * 4096;
+}
+
+/* malloc_trim gives freed small and medium memory back at once: fill 128 MiB
+ * with 64-byte blocks and 512 KiB buffers, free them, trim, and RSS is back
+ * near where it started. */
+static void test_malloc_trim(void) {
+    enum { SMALL = 1 << 20, MEDIUM = 128 };
+    static void *small[SMALL], *medium[MEDIUM];
+    size_t before = rss();
+    for (size_t i = 0; i < SMALL; i++) {
+        small[i] = malloc(64);
+        CHECK(small[i] != NULL);
+        memset(small[i], 1, 64);
+    }
+    for (size_t i = 0; i < MEDIUM; i++) {
+        medium[i] = malloc(512 << 10);
+        CHECK(medium[i] != NULL);
+        memset(medium[i], 1, 512 << 10);
+    }
+    size_t peak = rss();
+    CHECK(peak > before + (100u << 20));
+    for (size_t i = 0; i < SMALL; i++) free(small[i]);
+    for (size_t i = 0; i < MEDIUM; i++) free(medium[i]);
+    CHECK(malloc_trim(0) == 1);
+    size_t after = rss();
+    if (after > before + (16u << 20)) {
+        fprintf(stderr, "malloc_trim: %zu MiB before, %zu MiB at peak, %zu MiB after\n",
+                before >> 20, peak >> 20, after >> 20);
+        CHECK(after <= before + (16u << 20));
+    }
+}
+
 int main(void) {
     require_shoalloc();
     test_malloc_free();
@@ -320,6 +360,7 @@ int main(void) {
     test_valloc_pvalloc();
     test_no_overlap();
     test_libc_internal();
+    test_malloc_trim();
     if (failures) {
         fprintf(stderr, "api: %d check(s) failed\n", failures);
         return 1;
