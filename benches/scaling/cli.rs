@@ -9,12 +9,13 @@ pub const HELP: &str = "\
 usage: cargo bench --bench scaling -- [options]
 
 With no options, the default sweep: every workload x allocator at threads 1,2,4, 5 interleaved
-repetitions, 12% of full sizes, in 1 to 3 minutes on 2 cores (well under 10). A progress bar on
-stderr shows cells done / total and the estimated time left. Writes the tables, papers/results.md
-and papers/figures/. It skips the real programs under LD_PRELOAD, which alone take about 8
-minutes more on 2 cores and would break the 10-minute bound: add --preload, or use --full.
+repetitions, 12% of full sizes (35% for phases and medium, which scale by the square root), in
+2 to 4 minutes on 2 cores (well under 10). A progress bar on stderr shows cells done / total and
+the estimated time left. Writes the tables, papers/results.md and papers/figures/. It skips the
+real programs under LD_PRELOAD, which alone take about 8 minutes more on 2 cores and would break
+the 10-minute bound: add --preload, or use --full.
 
-  --full                the long sweep: threads 1,2,4,8,16, 5 reps, full sizes (15 to 25 minutes
+  --full                the long sweep: threads 1,2,4,8,16, 5 reps, full sizes (25 to 35 minutes
                         on 2 cores), then the real programs under LD_PRELOAD
   --quick               the default sweep (kept for old command lines)
   --smoke               every workload x allocator once at 2 threads, tiny sizes (CI; seconds)
@@ -145,6 +146,9 @@ pub struct Cell {
     pub priority: bool,
     /// A deliberate allocator fault to switch on before running.
     pub fault: Option<Fault>,
+    /// After reporting, wait for EOF on stdin before exiting (the parent's
+    /// signal; see `runner::sweep`).
+    pub hold: bool,
 }
 
 /// Deliberate faults (`src/fault.rs`, compiled only in fault-injection
@@ -233,6 +237,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                     timeout_s: 0,
                     priority: false,
                     fault: None,
+                    hold: false,
                 };
                 while let Some(arg) = it.next() {
                     match arg.as_str() {
@@ -247,6 +252,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                                 .map_err(|_| "bad --timeout")?
                         }
                         "--priority" => cell.priority = true,
+                        "--hold" => cell.hold = true,
                         "--fault" => {
                             let f = value(&mut it, "--fault")?;
                             cell.fault = Some(Fault::parse(&f)?);

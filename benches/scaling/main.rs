@@ -3,7 +3,7 @@
 //! allocators, on workloads that separate allocator designs.
 //!
 //! ```text
-//! cargo bench --bench scaling                          # default sweep (1,2,4 threads, 5 reps, 12% sizes), 1-3 min on 2 cores
+//! cargo bench --bench scaling                          # default sweep (1,2,4 threads, 5 reps, 12% sizes), 2-4 min on 2 cores
 //! cargo bench --bench scaling -- --csv out.csv         # the same, plus one CSV row per run
 //! cargo bench --bench scaling -- --full                # long sweep (1,2,4,8,16 threads, full sizes) + LD_PRELOAD programs
 //! cargo bench --bench scaling -- --smoke               # every workload x allocator once, for CI
@@ -21,8 +21,20 @@
 //!   allocator's name in `SHOALLOC_BENCH_ALLOC`, which the dispatching global
 //!   allocator ([`dispatch`]) reads before the first allocation. The parent
 //!   reads the child's peak RSS from `wait4`'s rusage; the child reports its
-//!   operation count, wall time and final RSS (after the workload freed
-//!   everything).
+//!   operation count, wall time and final RSS.
+//! - **Final RSS** is what the process still holds once the workload freed
+//!   everything and the allocator had time to give memory back
+//!   ([`final_rss`]). Allocators purge freed memory only after a delay
+//!   (shoal's default is 100 ms, mimalloc's 10 ms), most of them from inside
+//!   their own calls, so the child sleeps 300 ms after the workload, then
+//!   nudges the allocator on its main thread (2000 malloc/free pairs of
+//!   64 B and of 4 KiB), then reads `/proc/self/statm`. No
+//!   allocator-specific collect function is called. The parent starts the
+//!   next cell as soon as a child reports its workload done, so the wait
+//!   overlaps later cells instead of adding 0.3 s to each; a child that has
+//!   measured holds until the parent lets it exit between two workloads, so
+//!   tearing down its memory never overlaps a measured workload (see
+//!   `runner::sweep`).
 //! - Cells are **interleaved**: each repetition runs every cell once, the
 //!   allocators of a (workload, threads) pair back to back (rotated per
 //!   repetition), so drift on a shared machine hits all allocators alike.
@@ -39,6 +51,7 @@ mod allocators;
 mod cli;
 mod csv;
 mod dispatch;
+mod final_rss;
 mod machine;
 mod report;
 mod runner;

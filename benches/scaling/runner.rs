@@ -3,10 +3,13 @@
 
 use crate::cli::{Cell, Fault, Options};
 use crate::dispatch;
+use crate::final_rss;
 use crate::workloads::{Spec, Workload};
-use std::collections::HashMap;
-use std::io::{IsTerminal, Read, Write};
-use std::process::{Command, Stdio};
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// What the child prints on stdout, then `key=value` pairs.
@@ -79,18 +82,28 @@ pub fn child_main(cell: &Cell) -> ! {
     let start = Instant::now();
     let result = (cell.workload.run)(&spec);
     let wall_s = start.elapsed().as_secs_f64();
-    match result {
-        Ok(ops) => {
-            let final_rss_kib = rss_kib().unwrap_or(0);
-            println!("{RESULT_PREFIX} ops={ops} wall_s={wall_s:.6} final_rss_kib={final_rss_kib}");
-            let _ = std::io::stdout().flush();
-            std::process::exit(0);
-        }
+    let ops = match result {
+        Ok(ops) => ops,
         Err(e) => {
             eprintln!("verification failed: {e}");
             std::process::exit(1);
         }
+    };
+    // The parent starts the next cell on this line, while this process
+    // waits out the purge delay (see `final_rss`).
+    println!("{RESULT_PREFIX} ops={ops} wall_s={wall_s:.6}");
+    let _ = std::io::stdout().flush();
+    let final_rss_kib = final_rss::measure().unwrap_or(0);
+    println!("{RESULT_PREFIX} final_rss_kib={final_rss_kib}");
+    let _ = std::io::stdout().flush();
+    if cell.hold {
+        // Done measuring: the alarm is for the workload, not for however
+        // long the parent keeps this process waiting.
+        // SAFETY: `alarm` has no memory-safety preconditions.
+        unsafe { libc::alarm(0) };
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
     }
+    std::process::exit(0);
 }
 
 /// Switches on `fault` in this (child) process.
@@ -114,28 +127,21 @@ fn arm(fault: Fault) {
     std::process::exit(2);
 }
 
-/// This process's resident set, from `/proc/self/statm` (KiB).
-fn rss_kib() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page.max(1) as u64 / 1024)
-}
-
-/// Parses the child's result line.
+/// Parses the child's result lines (ops and wall time after the workload,
+/// final RSS after the purge delay).
 fn parse_result(stdout: &str) -> Option<(u64, f64, u64)> {
-    let line = stdout.lines().find(|l| l.starts_with(RESULT_PREFIX))?;
     let mut ops = None;
     let mut wall = None;
     let mut rss = None;
-    for kv in line.split_whitespace().skip(1) {
-        let (k, v) = kv.split_once('=')?;
-        match k {
-            "ops" => ops = v.parse().ok(),
-            "wall_s" => wall = v.parse().ok(),
-            "final_rss_kib" => rss = v.parse().ok(),
-            _ => {}
+    for line in stdout.lines().filter(|l| l.starts_with(RESULT_PREFIX)) {
+        for kv in line.split_whitespace().skip(1) {
+            let (k, v) = kv.split_once('=')?;
+            match k {
+                "ops" => ops = v.parse().ok(),
+                "wall_s" => wall = v.parse().ok(),
+                "final_rss_kib" => rss = v.parse().ok(),
+                _ => {}
+            }
         }
     }
     Some((ops?, wall?, rss?))
@@ -145,8 +151,24 @@ fn timeval_s(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 * 1e-6
 }
 
-/// Runs one cell in a fresh child process and waits for it.
-pub fn run_cell(cell: &Cell) -> Result<Measure, String> {
+/// A cell's child process, from its start until it is reaped.
+pub struct Running {
+    pid: libc::pid_t,
+    /// Closing it (EOF) lets a holding child exit.
+    stdin: Option<ChildStdin>,
+    /// One message per result line the child printed; disconnected once its
+    /// stdout is closed (the child exited).
+    lines: Receiver<()>,
+    /// Result lines seen so far.
+    seen: usize,
+    out: JoinHandle<String>,
+    err: JoinHandle<String>,
+    timeout_s: u32,
+}
+
+/// Starts `cell` in a fresh child process. With `cell.hold` the child holds
+/// after measuring until [`Running::finish`] lets it exit.
+pub fn start(cell: &Cell) -> Result<Running, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut command = Command::new(exe);
     command
@@ -158,6 +180,9 @@ pub fn run_cell(cell: &Cell) -> Result<Measure, String> {
         .arg(cell.scale.to_string())
         .arg("--timeout")
         .arg(cell.timeout_s.to_string());
+    if cell.hold {
+        command.arg("--hold");
+    }
     if cell.priority {
         command.arg("--priority");
     }
@@ -166,77 +191,115 @@ pub fn run_cell(cell: &Cell) -> Result<Measure, String> {
     }
     let mut child = command
         .env(dispatch::ENV_VAR, cell.allocator)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("spawn: {e}"))?;
-    let pid = child.id() as libc::pid_t;
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_string(&mut s);
+    let (tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let Some(pipe) = stdout else { return s };
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with(RESULT_PREFIX) {
+                let _ = tx.send(());
             }
-            s
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `pid` is our child, not yet reaped (std's `Child` never
-        // waits unless asked); both out-pointers are valid.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break;
+            s.push_str(&line);
+            s.push('\n');
         }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4: {e}"));
+        s
+    });
+    let stderr = child.stderr.take();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut pipe) = stderr {
+            let _ = pipe.read_to_string(&mut s);
         }
-    }
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    let tail = |s: &str| {
-        let lines: Vec<&str> = s.lines().rev().take(3).collect();
-        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
-    };
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        if sig == libc::SIGALRM {
-            return Err(format!("timed out after {} s", cell.timeout_s));
-        }
-        return Err(format!("killed by signal {sig}: {}", tail(&stderr)));
-    }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!(
-            "exit status {}: {}",
-            libc::WEXITSTATUS(status),
-            tail(&stderr)
-        ));
-    }
-    let (ops, wall_s, final_rss_kib) =
-        parse_result(&stdout).ok_or_else(|| format!("no result line in {:?}", tail(&stdout)))?;
-    Ok(Measure {
-        ops,
-        wall_s,
-        peak_rss_kib: usage.ru_maxrss.max(0) as u64,
-        final_rss_kib,
-        cpu_s: timeval_s(usage.ru_utime) + timeval_s(usage.ru_stime),
+        s
+    });
+    Ok(Running {
+        pid: child.id() as libc::pid_t,
+        stdin: child.stdin.take(),
+        lines,
+        seen: 0,
+        out,
+        err,
+        timeout_s: cell.timeout_s,
     })
+}
+
+impl Running {
+    /// Blocks until the child has reported its workload done (or exited).
+    pub fn wait_workload(&mut self) {
+        while self.seen < 1 && self.lines.recv().is_ok() {
+            self.seen += 1;
+        }
+    }
+
+    /// Whether the child has reported its final RSS (or exited), without
+    /// blocking.
+    pub fn measured(&mut self) -> bool {
+        loop {
+            match self.lines.try_recv() {
+                Ok(()) => self.seen += 1,
+                Err(TryRecvError::Empty) => return self.seen >= 2,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+
+    /// Lets the child exit, waits for it and returns its numbers (blocking
+    /// until it has measured, if it has not yet).
+    pub fn finish(mut self) -> Result<Measure, String> {
+        drop(self.stdin.take());
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: `pid` is our child, not yet reaped (std's `Child` never
+            // waits unless asked, and it was dropped); both out-pointers are
+            // valid.
+            let r = unsafe { libc::wait4(self.pid, &mut status, 0, &mut usage) };
+            if r == self.pid {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("wait4: {e}"));
+            }
+        }
+        let stdout = self.out.join().unwrap_or_default();
+        let stderr = self.err.join().unwrap_or_default();
+        let tail = |s: &str| {
+            let lines: Vec<&str> = s.lines().rev().take(3).collect();
+            lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        };
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            if sig == libc::SIGALRM {
+                return Err(format!("timed out after {} s", self.timeout_s));
+            }
+            return Err(format!("killed by signal {sig}: {}", tail(&stderr)));
+        }
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            return Err(format!(
+                "exit status {}: {}",
+                libc::WEXITSTATUS(status),
+                tail(&stderr)
+            ));
+        }
+        let (ops, wall_s, final_rss_kib) = parse_result(&stdout)
+            .ok_or_else(|| format!("no result lines in {:?}", tail(&stdout)))?;
+        Ok(Measure {
+            ops,
+            wall_s,
+            peak_rss_kib: usage.ru_maxrss.max(0) as u64,
+            final_rss_kib,
+            cpu_s: timeval_s(usage.ru_utime) + timeval_s(usage.ru_stime),
+        })
+    }
 }
 
 /// Seconds a cell costs besides its workload: starting and reaping a
@@ -445,12 +508,59 @@ impl Progress {
     }
 }
 
+/// Most children kept waiting out their purge delay at once; more wait for
+/// the oldest to finish. Short cells take a few tens of milliseconds, so
+/// about ten of them fit in one [`final_rss::PURGE_WAIT`].
+const MAX_SETTLING: usize = 16;
+
+/// The sample of planned cell `c`, reporting a failure as it comes.
+fn sample(c: &Planned, outcome: Result<Measure, String>, progress: &Progress) -> Sample {
+    if let Err(e) = &outcome {
+        progress.note(&format!(
+            "FAILED {} {} {} threads rep {}: {e}",
+            c.workload.name,
+            c.allocator,
+            c.threads,
+            c.rep + 1
+        ));
+    }
+    Sample {
+        workload: c.workload.name,
+        allocator: c.allocator,
+        threads: c.threads,
+        rep: c.rep + 1,
+        outcome,
+    }
+}
+
 /// Runs every cell of `opts`, interleaved (see [`plan`]).
+///
+/// A cell's process reports its workload done, then sleeps out the purge
+/// delay before it measures its final RSS (`final_rss`). Meanwhile the next
+/// cells run: otherwise the delay alone would add a third of a second to
+/// every cell, several times what most of them take. A waiting process
+/// does almost nothing (one short nudge of its allocator), and once
+/// measured it holds until the parent lets it exit between two workloads,
+/// so the teardown of its memory never overlaps a measured workload.
 pub fn sweep(opts: &Options) -> Result<Vec<Sample>, String> {
     let cells = plan(opts);
     let mut progress = Progress::new(&cells, opts.scale, opts.progress);
-    let mut samples = Vec::with_capacity(cells.len());
-    for c in &cells {
+    let mut samples: Vec<Option<Sample>> = cells.iter().map(|_| None).collect();
+    let mut settling: VecDeque<(usize, Running)> = VecDeque::new();
+    for (i, c) in cells.iter().enumerate() {
+        let mut k = 0;
+        while k < settling.len() {
+            if settling[k].1.measured() {
+                let (j, r) = settling.remove(k).expect("index in range");
+                samples[j] = Some(sample(&cells[j], r.finish(), &progress));
+            } else {
+                k += 1;
+            }
+        }
+        while settling.len() >= MAX_SETTLING {
+            let (j, r) = settling.pop_front().expect("queue is full");
+            samples[j] = Some(sample(&cells[j], r.finish(), &progress));
+        }
         let cell = Cell {
             workload: c.workload,
             allocator: c.allocator,
@@ -459,6 +569,7 @@ pub fn sweep(opts: &Options) -> Result<Vec<Sample>, String> {
             timeout_s: opts.timeout_s,
             priority: opts.priority,
             fault: opts.fault,
+            hold: true,
         };
         progress.show(&format!(
             "{} {} {}t rep {}/{}",
@@ -468,27 +579,20 @@ pub fn sweep(opts: &Options) -> Result<Vec<Sample>, String> {
             c.rep + 1,
             opts.reps
         ));
-        let start = Instant::now();
-        let outcome = run_cell(&cell);
-        progress.finished(start.elapsed().as_secs_f64());
-        if let Err(e) = &outcome {
-            progress.note(&format!(
-                "FAILED {} {} {} threads rep {}: {e}",
-                c.workload.name,
-                c.allocator,
-                c.threads,
-                c.rep + 1
-            ));
+        let began = Instant::now();
+        match start(&cell) {
+            Ok(mut running) => {
+                running.wait_workload();
+                settling.push_back((i, running));
+            }
+            Err(e) => samples[i] = Some(sample(c, Err(e), &progress)),
         }
-        samples.push(Sample {
-            workload: c.workload.name,
-            allocator: c.allocator,
-            threads: c.threads,
-            rep: c.rep + 1,
-            outcome,
-        });
+        progress.finished(began.elapsed().as_secs_f64());
+    }
+    while let Some((j, r)) = settling.pop_front() {
+        samples[j] = Some(sample(&cells[j], r.finish(), &progress));
     }
     progress.show("done");
     progress.finish();
-    Ok(samples)
+    Ok(samples.into_iter().flatten().collect())
 }

@@ -1,5 +1,5 @@
 //! Hand-written SVG figures (no plotting dependency): throughput against
-//! threads per workload, and peak RSS per allocator. Both use a log-scale y
+//! threads per workload, and peak and final RSS per allocator. Both use a log-scale y
 //! axis, because the allocators differ by orders of magnitude and ratios are
 //! what hold across machines.
 
@@ -85,13 +85,24 @@ impl LogAxis {
     }
 }
 
+/// A tick label: whole numbers from 1 up, else just the digits a 1-2-5
+/// tick needs (0.2, 0.05, 0.0005).
 fn num(v: f64) -> String {
     if v >= 1.0 {
         format!("{}", v.round())
     } else {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').to_string()
+        let decimals = (-v.log10().floor()).clamp(0.0, 12.0) as usize;
+        format!("{v:.decimals$}")
     }
+}
+
+/// Three significant digits, for values of any size.
+fn sig3(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (2.0 - v.abs().log10().floor()).clamp(0.0, 12.0) as usize;
+    format!("{v:.decimals$}")
 }
 
 /// Throughput (M ops/s, log scale) against thread count, one line per
@@ -197,12 +208,15 @@ pub fn throughput(
                 let xx = x(i);
                 let _ = writeln!(
                     s,
-                    r#"<line x1="{xx:.1}" x2="{xx:.1}" y1="{:.1}" y2="{:.1}" stroke="{color}"/><circle cx="{xx:.1}" cy="{:.1}" r="3.5" fill="{color}"><title>{} {} threads: {med:.3} M ops/s [{lo:.3}–{hi:.3}]</title></circle>"#,
+                    r#"<line x1="{xx:.1}" x2="{xx:.1}" y1="{:.1}" y2="{:.1}" stroke="{color}"/><circle cx="{xx:.1}" cy="{:.1}" r="3.5" fill="{color}"><title>{} {} threads: {} M ops/s [{}–{}]</title></circle>"#,
                     y(*lo),
                     y(*hi),
                     y(*med),
                     esc(ser.name),
-                    threads[i]
+                    threads[i],
+                    sig3(*med),
+                    sig3(*lo),
+                    sig3(*hi)
                 );
             }
         }
@@ -222,9 +236,17 @@ pub fn throughput(
     s
 }
 
-/// Grouped bars: per workload, one bar per allocator (peak RSS MiB at
-/// `threads` threads, log scale).
-pub fn peak_rss(rows: &[(&str, Vec<Option<f64>>)], allocators: &[&str], threads: usize) -> String {
+/// Grouped bars: per workload, one bar per allocator (RSS MiB at `threads`
+/// threads, log scale), titled `title`. The axis spans `range` (which should
+/// include the rows' values), so figures drawn with the same `range` share
+/// one scale.
+pub fn rss(
+    title: &str,
+    rows: &[(&str, Vec<Option<f64>>)],
+    allocators: &[&str],
+    threads: usize,
+    range: &[f64],
+) -> String {
     let groups = rows.len().max(1);
     let bars = allocators.len().max(1);
     let (left, right, top, bottom) = (70.0, 160.0, 40.0, 90.0);
@@ -232,7 +254,11 @@ pub fn peak_rss(rows: &[(&str, Vec<Option<f64>>)], allocators: &[&str], threads:
     let pw = group_w * groups as f64;
     let ph = 300.0;
     let (w, h) = (left + pw + right, top + ph + bottom);
-    let axis = LogAxis::new(rows.iter().flat_map(|r| r.1.iter().flatten().copied()));
+    let axis = LogAxis::new(
+        rows.iter()
+            .flat_map(|r| r.1.iter().flatten().copied())
+            .chain(range.iter().copied()),
+    );
     let y = |v: f64| top + ph * (1.0 - axis.frac(v));
     let mut s = String::new();
     let _ = writeln!(
@@ -242,8 +268,9 @@ pub fn peak_rss(rows: &[(&str, Vec<Option<f64>>)], allocators: &[&str], threads:
     let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">Peak RSS (MiB, log scale) at {threads} thread(s), median</text>"#,
-        left + pw / 2.0
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{} (MiB, log scale) at {threads} thread(s), median</text>"#,
+        left + pw / 2.0,
+        esc(title)
     );
     for (v, major) in axis.ticks() {
         let yy = y(v);

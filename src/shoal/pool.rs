@@ -643,8 +643,7 @@ unsafe impl<B: Backing> SharedPool for Pools<B> {
     #[inline]
     fn take(&self, class: usize, want: u32) -> Option<Batch> {
         let pool = &self.classes[class];
-        // SAFETY (all three calls): pool `class` only ever sees
-        // `self.backing` and `class`.
+        // SAFETY: pool `class` only ever sees `self.backing` and `class`.
         if let Some(batch) = unsafe { pool.take(&self.backing, class, want, false) } {
             self.tick();
             return Some(batch);

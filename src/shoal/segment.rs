@@ -313,8 +313,8 @@ impl Segments {
     pub fn alloc_span(units: u32, grow: bool) -> Option<(u32, u32, bool)> {
         debug_assert!((1..UNITS).contains(&units));
         let mapped = NEXT_SEGMENT.load(Ordering::Acquire) as usize;
-        for w in 0..mapped.div_ceil(64) {
-            let mut bits = HAS_ROOM[w].load(Ordering::Relaxed);
+        for (w, word) in HAS_ROOM.iter().enumerate().take(mapped.div_ceil(64)) {
+            let mut bits = word.load(Ordering::Relaxed);
             while bits != 0 {
                 let index = (w * 64) as u32 + bits.trailing_zeros();
                 bits &= bits - 1;
@@ -457,8 +457,8 @@ impl Segments {
     pub fn purge(force: bool, now: u64) {
         let delay = options::purge_delay_ms();
         let mapped = NEXT_SEGMENT.load(Ordering::Acquire) as usize;
-        for w in 0..mapped.div_ceil(64) {
-            let mut bits = HAS_DIRTY[w].load(Ordering::Relaxed);
+        for (w, word) in HAS_DIRTY.iter().enumerate().take(mapped.div_ceil(64)) {
+            let mut bits = word.load(Ordering::Relaxed);
             while bits != 0 {
                 let index = (w * 64) as u32 + bits.trailing_zeros();
                 bits &= bits - 1;
@@ -692,10 +692,8 @@ mod tests {
         unsafe { pool.drain(&Segments, class) };
         assert_eq!(Segments.anchor(page).state(), crate::shoal::page::FREE);
         // SAFETY: `base` is a live segment.
-        assert_eq!(
-            unsafe { span_at(base + start as usize * UNIT) },
-            Span::Nothing
-        );
+        let span = unsafe { span_at(base + start as usize * UNIT) };
+        assert_eq!(span, Span::Nothing);
     }
 
     #[test]

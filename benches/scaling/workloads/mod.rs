@@ -25,12 +25,14 @@ mod cache_scratch;
 mod cache_thrash;
 mod epoch_stack;
 mod larson;
+mod medium;
 mod messages;
 mod mixed;
 mod mleak;
 mod mstress;
 mod numeric;
 mod pair;
+mod phases;
 mod strings;
 mod threadtest;
 mod xmalloc;
@@ -48,6 +50,17 @@ impl Spec {
     /// `base` scaled by [`Spec::scale`], at least `min`.
     pub fn n(&self, base: usize, min: usize) -> usize {
         ((base as f64 * self.scale) as usize).max(min)
+    }
+
+    /// `base` scaled by the square root of [`Spec::scale`], at least `min`.
+    /// For workloads whose size is a memory footprint or whose operations
+    /// are long (megabyte buffers): scaled linearly, the smoke run would be
+    /// too small to stand out from a process's own few MiB of resident
+    /// memory, or the full run would take many times the rest of the sweep.
+    /// Square-root scaling keeps the three sweeps within a factor of about 3
+    /// of the default one (12%: 0.35, full: 1, smoke: 0.07 of `base`).
+    pub fn n_sqrt(&self, base: usize, min: usize) -> usize {
+        ((base as f64 * self.scale.sqrt()) as usize).max(min)
     }
 }
 
@@ -155,6 +168,18 @@ pub const ALL: &[Workload] = &[
         about: "1000 live slots per thread, sizes 16 B-32 KiB (1/s^2), calloc, realloc, 64 B/4 KiB-aligned, swaps with other threads (ops = allocations + reallocs)",
         run: mixed::run,
         cost_s: 0.36,
+    },
+    Workload {
+        name: "phases",
+        about: "phase changes: all threads fill a footprint with 64 B objects and free them, then 1 KiB objects plus 64-512 KiB buffers, then 256 B objects (ops = objects)",
+        run: phases::run,
+        cost_s: 2.9,
+    },
+    Workload {
+        name: "medium",
+        about: "compress-in-chunks: per thread, 256 KiB-4 MiB input and output buffers, filled, transformed and checksummed, 4 pairs alive in a ring (ops = buffers)",
+        run: medium::run,
+        cost_s: 5.3,
     },
 ];
 
