@@ -93,6 +93,17 @@ pub unsafe trait Backing: NodeSpace {
     /// The caller holds page `page` (from `acquire_page`), whose anchor is
     /// `FREE` or which was never carved from, and no block of it is out.
     unsafe fn release_page(&self, page: u64);
+    /// As [`Backing::release_page`], for a page whose blocks have all been
+    /// idle since `idle_since` (on the backing's clock): the purge may treat
+    /// its units as released then rather than now.
+    ///
+    /// # Safety
+    /// As [`Backing::release_page`].
+    unsafe fn release_idle_page(&self, page: u64, idle_since: u64) {
+        let _ = idle_since;
+        // SAFETY: forwarded contract.
+        unsafe { self.release_page(page) }
+    }
     /// Address of page `page`'s first block.
     fn page_start(&self, page: u64) -> *mut u8;
     /// Page `page`'s anchor.
@@ -160,12 +171,8 @@ pub const fn stack_cap(class: usize) -> u64 {
     }
 }
 
-/// [`ClassPool`] activity bit: a batch was given since the last tick.
-const GIVEN: u32 = 1;
-/// [`ClassPool`] activity bit: a batch was taken since the last tick.
-const TAKEN: u32 = 2;
 /// [`ClassPool`] activity bit: a batch was given since the last pressure relief.
-const GIVEN_SINCE_RELIEF: u32 = 4;
+const GIVEN_SINCE_RELIEF: u32 = 1;
 
 /// The shared pool of one size class.
 #[derive(Debug)]
@@ -179,8 +186,11 @@ pub struct ClassPool {
     partial: BatchStack,
     /// `page handle << 16 | blocks carved` (0: no page yet).
     carve: AtomicU64,
-    /// `GIVEN | TAKEN | GIVEN_SINCE_RELIEF` bits, for [`Pools::maintain`].
+    /// `GIVEN_SINCE_RELIEF`, for [`Pools::take`]'s pressure relief.
     activity: AtomicU32,
+    /// When a batch was last taken (ms on the backing's clock), for the tick:
+    /// a class that took nothing for a purge delay is idle.
+    last_take: AtomicU64,
 }
 
 impl ClassPool {
@@ -193,6 +203,7 @@ impl ClassPool {
             partial: BatchStack::new(),
             carve: AtomicU64::new(0),
             activity: AtomicU32::new(0),
+            last_take: AtomicU64::new(0),
         }
     }
 
@@ -205,6 +216,15 @@ impl ClassPool {
             partial: BatchStack::new(),
             carve: AtomicU64::new(0),
             activity: AtomicU32::new(0),
+            last_take: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a take at `now`; a plain load when it is recorded already.
+    #[inline]
+    fn note_take(&self, now: u64) {
+        if self.last_take.load(Ordering::Relaxed) != now {
+            self.last_take.store(now, Ordering::Relaxed);
         }
     }
 
@@ -233,7 +253,6 @@ impl ClassPool {
         want: u32,
         grow: bool,
     ) -> Option<Batch> {
-        self.note(TAKEN);
         // SAFETY: the caller passes the backing every push used.
         if let Some((handle, len)) = unsafe { self.batches.pop(backing) } {
             self.stacked.fetch_sub(u64::from(len), Ordering::Relaxed);
@@ -299,7 +318,7 @@ impl ClassPool {
     /// `class`, and `backing` is the one every call on this pool passes.
     pub unsafe fn give(&self, backing: &impl Backing, class: usize, batch: Batch) {
         debug_assert!(batch.len > 0 && !batch.head.is_null());
-        self.note(GIVEN | GIVEN_SINCE_RELIEF);
+        self.note(GIVEN_SINCE_RELIEF);
         let len = u64::from(batch.len);
         let before = self.stacked.fetch_add(len, Ordering::Relaxed);
         #[cfg(all(shoalloc_fault, not(loom)))]
@@ -317,16 +336,23 @@ impl ClassPool {
         }
         self.stacked.fetch_sub(len, Ordering::Relaxed);
         // SAFETY: forwarded contract.
-        unsafe { self.send_home(backing, class, batch) };
+        unsafe { self.send_home(backing, class, batch, None) };
     }
 
     /// Returns every block of `batch` to its page: one anchor CAS per run of
     /// consecutive blocks of the same page. Pages that become `LISTED` go on
-    /// the partial stack; pages whose blocks are all home go to the page heap.
+    /// the partial stack; pages whose blocks are all home go to the page heap
+    /// — as idle since `idle_since` when that is given.
     ///
     /// # Safety
     /// As [`ClassPool::give`].
-    pub unsafe fn send_home(&self, backing: &impl Backing, class: usize, batch: Batch) {
+    pub unsafe fn send_home(
+        &self,
+        backing: &impl Backing,
+        class: usize,
+        batch: Batch,
+        idle_since: Option<u64>,
+    ) {
         let capacity = backing.page_capacity(class);
         let mut block = batch.head;
         let mut left = batch.len;
@@ -370,7 +396,7 @@ impl ClassPool {
                 // SAFETY: we made the page LISTED, so we alone push it.
                 Next::List => unsafe { self.partial.push(backing, page, 1) },
                 // SAFETY: every block is home and the page is FREE: ours.
-                Next::Release => unsafe { backing.release_page(page) },
+                Next::Release => unsafe { release(backing, page, idle_since) },
             }
             block = next;
         }
@@ -378,12 +404,12 @@ impl ClassPool {
     }
 
     /// Sends every stacked batch home and releases the partial pages whose
-    /// blocks are all home. Returns how many pages went to the page heap
-    /// (counting only the scavenge; returns also release some).
+    /// blocks are all home — as idle since `idle_since` when that is given
+    /// (the tick drains classes that took nothing for a purge delay).
     ///
     /// # Safety
     /// As [`ClassPool::take`].
-    pub unsafe fn drain(&self, backing: &impl Backing, class: usize) {
+    pub unsafe fn drain(&self, backing: &impl Backing, class: usize, idle_since: Option<u64>) {
         #[cfg(all(shoalloc_fault, not(loom)))]
         if crate::fault::is_armed(crate::fault::Fault::KeepPages) {
             return;
@@ -396,7 +422,7 @@ impl ClassPool {
             // SAFETY: a batch handle names its first block.
             let head = unsafe { backing.addr_of(node) };
             // SAFETY: the batch is ours now.
-            unsafe { self.send_home(backing, class, Batch { head, len }) };
+            unsafe { self.send_home(backing, class, Batch { head, len }, idle_since) };
             node = next;
         }
         let capacity = backing.page_capacity(class);
@@ -406,7 +432,7 @@ impl ClassPool {
             let (next, _) = unsafe { BatchStack::next_of(backing, page) };
             if backing.anchor(page).free_if_empty(capacity) {
                 // SAFETY: every block is home and we made the page FREE.
-                unsafe { backing.release_page(page) };
+                unsafe { release(backing, page, idle_since) };
             } else {
                 // SAFETY: we popped the LISTED page, so we alone push it back.
                 unsafe { self.partial.push(backing, page, 1) };
@@ -504,6 +530,19 @@ impl Default for ClassPool {
     }
 }
 
+/// Releases a `FREE` page, stamped idle since `idle_since` when given.
+///
+/// # Safety
+/// As [`Backing::release_page`].
+unsafe fn release(backing: &impl Backing, page: u64, idle_since: Option<u64>) {
+    match idle_since {
+        // SAFETY: forwarded contract.
+        Some(since) => unsafe { backing.release_idle_page(page, since) },
+        // SAFETY: forwarded contract.
+        None => unsafe { backing.release_page(page) },
+    }
+}
+
 /// Links `n` consecutive blocks of `size` bytes starting at `first` into a
 /// batch.
 ///
@@ -571,10 +610,10 @@ impl<B: Backing> Pools<B> {
         &self.classes[class]
     }
 
-    /// Runs the tick when it is due: a clock read and a compare on most
-    /// calls, the tick itself once per purge delay.
+    /// Runs the tick when it is due (a clock read and a compare on most
+    /// calls, the tick itself once per purge delay) and returns the clock.
     #[inline]
-    fn tick(&self) {
+    fn tick(&self) -> u64 {
         let due = self.next_tick.load(Ordering::Relaxed);
         let now = self.backing.now_ms();
         if due == 0 {
@@ -590,24 +629,30 @@ impl<B: Backing> Pools<B> {
         {
             self.maintain(false);
         }
+        now
     }
 
     /// Sends idle memory home and purges what has been free for the delay:
-    /// every class that took nothing since the last tick has its stack sent
-    /// home and its fully free partial pages released; then the backing
-    /// purges units released at least one delay ago. With `force`, every
-    /// class is drained and every free unit purged at once (`collect`).
+    /// every class that took nothing for a purge delay sends its stacked
+    /// blocks home and releases its fully free partial pages — stamped as
+    /// idle since its last take, so the purge that follows may discard them
+    /// at once — then the backing purges units free for at least the delay.
+    /// With `force`, every class is drained and every free unit purged
+    /// (`collect`).
     pub fn maintain(&self, force: bool) {
+        let now = self.backing.now_ms();
+        let delay = self.backing.purge_delay_ms();
         for (class, pool) in self.classes.iter().enumerate() {
-            let activity = pool
-                .activity
-                .fetch_and(GIVEN_SINCE_RELIEF, Ordering::Relaxed);
-            if force || activity & TAKEN == 0 {
+            let last = pool.last_take.load(Ordering::Relaxed);
+            if force {
                 // SAFETY: pool `class` only ever sees `self.backing` and `class`.
-                unsafe { pool.drain(&self.backing, class) };
+                unsafe { pool.drain(&self.backing, class, None) };
+            } else if now.saturating_sub(last) >= delay {
+                // SAFETY: as above.
+                unsafe { pool.drain(&self.backing, class, Some(last)) };
             }
         }
-        self.backing.purge(force, self.backing.now_ms());
+        self.backing.purge(force, now);
     }
 
     /// Before mapping more memory: drains every class that was given blocks
@@ -620,7 +665,7 @@ impl<B: Backing> Pools<B> {
                 pool.activity
                     .fetch_and(!GIVEN_SINCE_RELIEF, Ordering::Relaxed);
                 // SAFETY: pool `class` only ever sees `self.backing` and `class`.
-                unsafe { pool.drain(&self.backing, class) };
+                unsafe { pool.drain(&self.backing, class, None) };
                 drained = true;
             }
         }
@@ -645,15 +690,17 @@ unsafe impl<B: Backing> SharedPool for Pools<B> {
         let pool = &self.classes[class];
         // SAFETY: pool `class` only ever sees `self.backing` and `class`.
         if let Some(batch) = unsafe { pool.take(&self.backing, class, want, false) } {
-            self.tick();
+            pool.note_take(self.tick());
             return Some(batch);
         }
         if self.relieve_pressure() {
             // SAFETY: as above.
             if let Some(batch) = unsafe { pool.take(&self.backing, class, want, false) } {
+                pool.note_take(self.backing.now_ms());
                 return Some(batch);
             }
         }
+        pool.note_take(self.backing.now_ms());
         // SAFETY: as above.
         unsafe { pool.take(&self.backing, class, want, true) }
     }

@@ -352,13 +352,16 @@ impl Segments {
     }
 
     /// Releases units `start .. start + units` of segment `index`, claimed
-    /// with [`Segments::alloc_span`], to the page heap. Their descriptors
+    /// with [`Segments::alloc_span`], to the page heap, as free since
+    /// `stamp` (now, or when their contents went idle). Their descriptors
     /// must already say [`KIND_FREE`].
-    pub fn free_span(index: u32, start: u32, units: u32) {
+    pub fn free_span(index: u32, start: u32, units: u32, stamp: u64) {
         let base = segment_base(u64::from(index));
         // SAFETY: a published segment starts with its header.
         let header = unsafe { &*(base as *const SegmentHeader) };
-        header.released_at.store(os::now_ms(), Ordering::Relaxed);
+        // The latest stamp wins: an idle release never makes a segment's
+        // recent releases look old.
+        header.released_at.fetch_max(stamp, Ordering::Relaxed);
         header.units.release(start, units);
         set_bit(&HAS_ROOM, index);
         set_bit(&HAS_DIRTY, index);
@@ -393,7 +396,7 @@ impl Segments {
         let index = unsafe { header_of(ptr) }.index;
         let start = ((ptr as usize & (SEGMENT_SIZE - 1)) >> UNIT_SHIFT) as u32;
         Self::describe(index, start, units, KIND_FREE);
-        Self::free_span(index, start, units);
+        Self::free_span(index, start, units, os::now_ms());
     }
 
     /// Maps, initialises and publishes a new segment; `None` when the OS
@@ -525,11 +528,16 @@ unsafe impl Backing for Segments {
     }
 
     unsafe fn release_page(&self, page: u64) {
+        // SAFETY: forwarded contract.
+        unsafe { self.release_idle_page(page, os::now_ms()) }
+    }
+
+    unsafe fn release_idle_page(&self, page: u64, idle_since: u64) {
         let (index, start) = Self::page_parts(page);
         let base = segment_base(u64::from(index));
         let units = desc_at(base, start).span.load(Ordering::Relaxed) >> 8;
         Self::describe(index, start, units, KIND_FREE);
-        Self::free_span(index, start, units);
+        Self::free_span(index, start, units, idle_since);
     }
 
     #[inline]
@@ -664,6 +672,7 @@ mod tests {
                     head: first,
                     len: 1,
                 },
+                None,
             );
         }
         assert_eq!(Segments.anchor(page).state(), LISTED);
@@ -681,7 +690,7 @@ mod tests {
             // SAFETY: we own each block and give it once.
             unsafe {
                 (*b).next = core::ptr::null_mut();
-                pool.send_home(&Segments, class, Batch { head: b, len: 1 });
+                pool.send_home(&Segments, class, Batch { head: b, len: 1 }, None);
             }
         }
         // The page was listed again by the first of those returns, so it
@@ -689,7 +698,7 @@ mod tests {
         assert_eq!(Segments.anchor(page).state(), LISTED);
         assert_eq!(Segments.anchor(page).at_home(), cap);
         // SAFETY: the pool is used with `Segments` and `class` only.
-        unsafe { pool.drain(&Segments, class) };
+        unsafe { pool.drain(&Segments, class, None) };
         assert_eq!(Segments.anchor(page).state(), crate::shoal::page::FREE);
         // SAFETY: `base` is a live segment.
         let span = unsafe { span_at(base + start as usize * UNIT) };
