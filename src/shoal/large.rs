@@ -23,25 +23,19 @@
 //! cost address space, not memory; fresh pages are zero, so `alloc_zeroed`
 //! needs no `memset` for them.
 //!
-//! Freed mappings of up to [`PARK_MAX_MAPPING`] bytes are parked in a
-//! [`MappingPark`] (at most [`PARK_MAX_BYTES`] in all) and reused by the
-//! next request they fit, saving the system calls and the page faults; parked
-//! memory stays resident, bounded by the cap, and a reused mapping is zeroed
-//! by `alloc_zeroed` only over the requested bytes.
+//! Freed mappings of up to [`PARK_MAX_MAPPING`] bytes are parked in the page
+//! heap's mapping park (at most `segment::PARK_MAX_BYTES` in all; see
+//! `segment::park`) and reused by the next request they fit, saving the
+//! system calls and the page faults. Parked memory stays resident until the
+//! purge: one purge delay after the last park (or at `collect()`), every
+//! parked mapping is unmapped. A reused mapping is zeroed by `alloc_zeroed`
+//! only over the requested bytes.
 
 use super::address_map::{self, Granule};
-use super::mapping_park::MappingPark;
-use super::segment::SEGMENT_SIZE;
+use super::segment::{self, SEGMENT_SIZE};
 use crate::os::{self, PAGE};
 
-/// Entries of the mapping park.
-pub const PARK_ENTRIES: usize = 16;
-/// Most bytes parked in the mapping park at once.
-pub const PARK_MAX_BYTES: usize = 32 << 20;
-/// Largest mapping the park keeps.
-pub const PARK_MAX_MAPPING: usize = 8 << 20;
-
-static PARK: MappingPark<PARK_ENTRIES> = MappingPark::new(PARK_MAX_BYTES, PARK_MAX_MAPPING);
+use super::segment::PARK_MAX_MAPPING;
 
 const LARGE_MAGIC: u64 = 0x5348_4f41_4c4c_5247; // "SHOALLRG"
 
@@ -86,7 +80,7 @@ fn alloc_inner(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         return core::ptr::null_mut();
     }
     if map_align == SEGMENT_SIZE && map_size <= PARK_MAX_MAPPING {
-        if let Some((base, parked_size)) = PARK.take(map_size) {
+        if let Some((base, parked_size)) = segment::unpark(map_size) {
             let user = base + lead;
             if zeroed {
                 // SAFETY: the mapping is ours again; `size` bytes from `user`
@@ -192,20 +186,11 @@ pub unsafe fn free(ptr: *mut u8) {
     let h = unsafe { header(ptr) };
     let (base, size, align) = (h.map_base, h.map_size, h.map_align);
     address_map::clear(ptr as usize - 1);
-    if align == SEGMENT_SIZE && PARK.park(base, size) {
+    if align == SEGMENT_SIZE && segment::park(base, size) {
         return;
     }
     // SAFETY: the whole mapping belongs to this object, which the caller gives up.
     unsafe { os::unmap(base as *mut u8, size, align) };
-}
-
-/// Unmaps every parked mapping (for `collect`).
-pub fn collect() {
-    while let Some((base, size)) = PARK.take_any() {
-        // SAFETY: a parked mapping belongs to the park alone, and taking it
-        // made it ours; parked mappings are SEGMENT_SIZE-aligned.
-        unsafe { os::unmap(base as *mut u8, size, SEGMENT_SIZE) };
-    }
 }
 
 /// Resizes in place when `new_size` fits the mapping and would not leave more
@@ -268,9 +253,9 @@ mod tests {
         let size = PARK_MAX_MAPPING + PAGE;
         let a = alloc(size, 16);
         assert!(!a.is_null());
-        let before = PARK.bytes();
+        let before = segment::parked_bytes();
         // SAFETY: live, freed once.
         unsafe { free(a) };
-        assert!(PARK.bytes() <= before);
+        assert!(segment::parked_bytes() <= before);
     }
 }

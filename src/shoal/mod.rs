@@ -56,5 +56,4 @@ pub use front::{ForeignPointer, Owner, Shoal};
 #[cfg(not(loom))]
 pub fn collect() {
     small_path::collect();
-    large::collect();
 }

@@ -41,6 +41,7 @@
 //! out-of-memory. Widening the handle would narrow the tag.
 
 use super::address_map::{self, Granule, GRANULE_SHIFT};
+use super::mapping_park::MappingPark;
 use super::page::Anchor;
 use super::pool::{Backing, FreeBlock};
 use super::size_class::{CLASS_SIZE, NUM_CLASSES};
@@ -151,6 +152,55 @@ static NEXT_SEGMENT: AtomicU32 = AtomicU32::new(1);
 static HAS_ROOM: [AtomicU64; MAX_SEGMENTS / 64] = [const { AtomicU64::new(0) }; MAX_SEGMENTS / 64];
 /// Bit `i`: segment `i` may have free units that are still resident.
 static HAS_DIRTY: [AtomicU64; MAX_SEGMENTS / 64] = [const { AtomicU64::new(0) }; MAX_SEGMENTS / 64];
+
+/// Entries of the mapping park.
+pub const PARK_ENTRIES: usize = 16;
+/// Most bytes parked in the mapping park at once.
+pub const PARK_MAX_BYTES: usize = 32 << 20;
+/// Largest mapping the park keeps.
+pub const PARK_MAX_MAPPING: usize = 8 << 20;
+
+/// Freed huge-object mappings kept for reuse (see `large`). They are part
+/// of what the page heap holds for reuse, so the purge gives them back too.
+static PARK: MappingPark<PARK_ENTRIES> = MappingPark::new(PARK_MAX_BYTES, PARK_MAX_MAPPING);
+/// Clock (ms) of the last park, for the purge delay.
+static PARKED_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Parks the free huge mapping `base..base + size` (4 MiB-aligned); `false`
+/// when the park declines it, in which case the caller still owns it.
+pub fn park(base: usize, size: usize) -> bool {
+    let parked = PARK.park(base, size);
+    if parked {
+        PARKED_AT.fetch_max(os::now_ms(), Ordering::Relaxed);
+    }
+    parked
+}
+
+/// A parked mapping of at least `need` bytes (and at most twice that):
+/// `(base, size)`, the caller's from now on.
+pub fn unpark(need: usize) -> Option<(usize, usize)> {
+    PARK.take(need)
+}
+
+/// Bytes parked now.
+#[cfg(test)]
+pub fn parked_bytes() -> usize {
+    PARK.bytes()
+}
+
+/// Unmaps every parked mapping when the last one was parked at least the
+/// purge delay ago (all of them with `force`).
+fn purge_park(force: bool, now: u64, delay: u64) {
+    if PARK.bytes() == 0 || !force && now < PARKED_AT.load(Ordering::Relaxed).saturating_add(delay)
+    {
+        return;
+    }
+    while let Some((base, size)) = PARK.take_any() {
+        // SAFETY: taking it from the park made the mapping ours; parked
+        // mappings are SEGMENT_SIZE-aligned huge-object mappings.
+        unsafe { os::unmap(base as *mut u8, size, SEGMENT_SIZE) };
+    }
+}
 
 /// The process-wide segment store and page heap: the [`Backing`] that
 /// `Shoal` carves pages from, and the source of medium objects' spans.
@@ -459,6 +509,7 @@ impl Segments {
     /// zero when reused.
     pub fn purge(force: bool, now: u64) {
         let delay = options::purge_delay_ms();
+        purge_park(force, now, delay);
         let mapped = NEXT_SEGMENT.load(Ordering::Acquire) as usize;
         for (w, word) in HAS_DIRTY.iter().enumerate().take(mapped.div_ceil(64)) {
             let mut bits = word.load(Ordering::Relaxed);
