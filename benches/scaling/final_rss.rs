@@ -22,23 +22,34 @@ use std::time::Duration;
 /// be purged when the nudge comes.
 pub const PURGE_WAIT: Duration = Duration::from_millis(300);
 
-/// malloc/free pairs of each [`NUDGE_SIZES`] size.
-const NUDGE_PAIRS: usize = 2000;
+/// Rounds of the nudge.
+const NUDGE_ROUNDS: usize = 8;
+
+/// Blocks of each [`NUDGE_SIZES`] size allocated, then freed, per round:
+/// more than a thread cache of any compared allocator serves without
+/// touching its shared or page-level state (shoal's holds at most 128 blocks
+/// of a class), as a program's continued activity would.
+const NUDGE_BLOCKS: usize = 256;
 
 /// A small-object size and a page-sized one, so that both an allocator's
 /// small-object path and its page-level path see activity.
 const NUDGE_SIZES: [usize; 2] = [64, 4096];
 
 /// Allocator activity on the calling thread: allocators without a background
-/// thread purge what is due when they are called. A few hundred
-/// microseconds; the blocks are freed at once, so the nudge itself leaves
-/// nothing resident but what the allocator keeps.
+/// thread purge what is due when they are called. Under a millisecond; the
+/// blocks are freed at once, so the nudge itself leaves nothing resident but
+/// what the allocator keeps.
 fn nudge() {
-    for _ in 0..NUDGE_PAIRS {
-        for size in NUDGE_SIZES {
-            let b = Raw::new(size, 8);
-            black_box(b.as_ptr());
+    let mut held = Vec::with_capacity(NUDGE_BLOCKS * NUDGE_SIZES.len());
+    for _ in 0..NUDGE_ROUNDS {
+        for _ in 0..NUDGE_BLOCKS {
+            for size in NUDGE_SIZES {
+                let b = Raw::new(size, 8);
+                black_box(b.as_ptr());
+                held.push(b);
+            }
         }
+        held.clear();
     }
 }
 
@@ -52,7 +63,7 @@ pub fn nudge_text() -> String {
         })
         .collect();
     format!(
-        "{NUDGE_PAIRS} malloc/free pairs of {} each",
+        "{NUDGE_ROUNDS} rounds of {NUDGE_BLOCKS} allocations of {} each, then their frees",
         sizes.join(" and ")
     )
 }

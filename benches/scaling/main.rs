@@ -27,8 +27,9 @@
 //!   ([`final_rss`]). Allocators purge freed memory only after a delay
 //!   (shoal's default is 100 ms, mimalloc's 10 ms), most of them from inside
 //!   their own calls, so the child sleeps 300 ms after the workload, then
-//!   nudges the allocator on its main thread (2000 malloc/free pairs of
-//!   64 B and of 4 KiB), then reads `/proc/self/statm`. No
+//!   nudges the allocator on its main thread (8 rounds of 256 allocations
+//!   of 64 B and of 4 KiB each, then their frees: more than any thread
+//!   cache serves alone), then reads `/proc/self/statm`. No
 //!   allocator-specific collect function is called. The parent starts the
 //!   next cell as soon as a child reports its workload done, so the wait
 //!   overlaps later cells instead of adding 0.3 s to each; a child that has

@@ -578,7 +578,7 @@ unsafe fn link_run(first: *mut u8, size: usize, n: u32) -> Batch {
 pub struct Pools<B: Backing> {
     backing: B,
     classes: [CachePadded<ClassPool>; NUM_CLASSES],
-    /// When the next tick is due (ms on the backing's clock; 0: not armed).
+    /// When the next tick is due (ms on the backing's clock).
     next_tick: CachePadded<AtomicU64>,
 }
 
@@ -614,23 +614,22 @@ impl<B: Backing> Pools<B> {
     }
 
     /// Runs the tick when it is due (a clock read and a compare on most
-    /// calls, the tick itself once per purge delay) and returns the clock.
+    /// calls, the tick itself at most once per purge delay) and returns the
+    /// clock. The first call after a quiet spell runs it at once, so a
+    /// program that resumes allocating gets back what went idle meanwhile.
     #[inline]
     fn tick(&self) -> u64 {
         let due = self.next_tick.load(Ordering::Relaxed);
         let now = self.backing.now_ms();
-        if due == 0 {
-            let at = now.saturating_add(self.backing.purge_delay_ms()).max(1);
-            let _ = self
+        if now >= due {
+            let next = now.saturating_add(self.backing.purge_delay_ms().max(1));
+            if self
                 .next_tick
-                .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
-        } else if now >= due
-            && self
-                .next_tick
-                .compare_exchange(due, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
-        {
-            self.maintain(false);
+            {
+                self.maintain(false);
+            }
         }
         now
     }
