@@ -684,7 +684,83 @@ pub fn goals(s: &Summary) -> Vec<Goal> {
             }
         });
     }
+
+    // 5. Memory comes back: final RSS within 1.25x of mimalloc's on every
+    // workload, and peak RSS on `phases` within 1.25x of mimalloc's.
+    rss_goal(
+        &mut goals,
+        s,
+        "shoal's final RSS within 1.25x of mimalloc's on every workload",
+        &s.workloads.iter().map(|w| w.name).collect::<Vec<_>>(),
+        |c| c.final_rss_kib.median,
+    );
+    if has("phases") {
+        rss_goal(
+            &mut goals,
+            s,
+            "shoal's peak RSS on phases within 1.25x of mimalloc's",
+            &["phases"],
+            |c| c.peak_rss_kib.median,
+        );
+    }
     goals
+}
+
+/// Evaluates "shoal's RSS (as `pick` reads it) within 1.25x of mimalloc's"
+/// over every thread count of `workloads`, listing the cells that miss.
+fn rss_goal(
+    goals: &mut Vec<Goal>,
+    s: &Summary,
+    goal: &str,
+    workloads: &[&str],
+    pick: fn(&CellStats) -> f64,
+) {
+    let mut ratios = Vec::new();
+    for &w in workloads {
+        for &t in &s.threads {
+            if let (Some(sh), Some(mi)) = (s.get(w, "shoal", t), s.get(w, "mimalloc", t)) {
+                ratios.push((w, t, pick(sh) / pick(mi).max(1.0)));
+            }
+        }
+    }
+    if ratios.is_empty() {
+        goals.push(Goal {
+            goal: goal.to_string(),
+            status: Status::NotMeasured,
+            data: "no cells for shoal and mimalloc".into(),
+            ablation: None,
+        });
+        return;
+    }
+    let missed: Vec<String> = ratios
+        .iter()
+        .filter(|r| r.2 > 1.25)
+        .map(|(w, t, r)| format!("{w} {t}t {r:.2}x"))
+        .collect();
+    let worst = ratios
+        .iter()
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .expect("non-empty");
+    goals.push(Goal {
+        goal: goal.to_string(),
+        status: if missed.is_empty() {
+            Status::Met
+        } else {
+            Status::Missed
+        },
+        data: if missed.is_empty() {
+            format!(
+                "{} cells; highest shoal/mimalloc {} {}t {:.2}x",
+                ratios.len(),
+                worst.0,
+                worst.1,
+                worst.2
+            )
+        } else {
+            format!("{} of {} cells above: {}", missed.len(), ratios.len(), missed.join(", "))
+        },
+        ablation: None,
+    });
 }
 
 /// Writes `dir/results.md` and `dir/figures/*.svg`.
