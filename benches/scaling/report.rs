@@ -757,7 +757,12 @@ fn rss_goal(
                 worst.2
             )
         } else {
-            format!("{} of {} cells above: {}", missed.len(), ratios.len(), missed.join(", "))
+            format!(
+                "{} of {} cells above: {}",
+                missed.len(),
+                ratios.len(),
+                missed.join(", ")
+            )
         },
         ablation: None,
     });
