@@ -20,9 +20,11 @@ pub use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 /// Atomics for process-wide statics: always `core`'s, never loom's.
 #[cfg(not(loom))]
 pub mod statics {
+    #[cfg(not(miri))]
+    pub use core::sync::atomic::AtomicU8;
     #[cfg(shoalloc_fault)]
     pub use core::sync::atomic::{AtomicBool, AtomicPtr};
-    pub use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+    pub use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 }
 
 /// Lets loom schedule the other threads while this one spins on a CAS retry

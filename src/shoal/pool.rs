@@ -613,14 +613,13 @@ impl<B: Backing> Pools<B> {
         &self.classes[class]
     }
 
-    /// Runs the tick when it is due (a clock read and a compare on most
-    /// calls, the tick itself at most once per purge delay) and returns the
-    /// clock. The first call after a quiet spell runs it at once, so a
-    /// program that resumes allocating gets back what went idle meanwhile.
+    /// Runs the tick when it is due at `now` (a compare on most calls, the
+    /// tick itself at most once per purge delay). The first call after a
+    /// quiet spell runs it at once, so a program that resumes allocating
+    /// gets back what went idle meanwhile.
     #[inline]
-    fn tick(&self) -> u64 {
+    fn tick(&self, now: u64) {
         let due = self.next_tick.load(Ordering::Relaxed);
-        let now = self.backing.now_ms();
         if now >= due {
             let next = now.saturating_add(self.backing.purge_delay_ms().max(1));
             if self
@@ -631,7 +630,6 @@ impl<B: Backing> Pools<B> {
                 self.maintain(false);
             }
         }
-        now
     }
 
     /// Sends idle memory home and purges what has been free for the delay:
@@ -692,7 +690,12 @@ unsafe impl<B: Backing> SharedPool for Pools<B> {
         let pool = &self.classes[class];
         // SAFETY: pool `class` only ever sees `self.backing` and `class`.
         if let Some(batch) = unsafe { pool.take(&self.backing, class, want, false) } {
-            pool.note_take(self.tick());
+            // The take is recorded before the tick runs, so a class that
+            // resumes after a quiet spell is not drained as idle by its own
+            // first take.
+            let now = self.backing.now_ms();
+            pool.note_take(now);
+            self.tick(now);
             return Some(batch);
         }
         if self.relieve_pressure() {
@@ -711,7 +714,7 @@ unsafe impl<B: Backing> SharedPool for Pools<B> {
     unsafe fn give(&self, class: usize, batch: Batch) {
         // SAFETY: forwarded contract.
         unsafe { self.classes[class].give(&self.backing, class, batch) };
-        self.tick();
+        self.tick(self.backing.now_ms());
     }
 }
 

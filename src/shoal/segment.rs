@@ -183,7 +183,7 @@ pub fn unpark(need: usize) -> Option<(usize, usize)> {
 }
 
 /// Bytes parked now.
-#[cfg(test)]
+#[cfg(all(test, not(miri)))]
 pub fn parked_bytes() -> usize {
     PARK.bytes()
 }
