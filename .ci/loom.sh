@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Loom model checks of Shoal's lock-free protocols: the tagged Treiber stack,
-# thread-cache refill/flush, cross-thread frees, thread exit and carving.
+# thread-cache refill/flush, cross-thread frees, thread exit, carving, pages
+# (anchors, partial stacks, the drain's scavenge), the page heap (unit-map
+# claims, releases and purges) and the large-object mapping park.
 # What each model covers, and what loom cannot see: loom_tests/README.md.
 #
 # By default every model runs at preemption bound 2 (the gate, as crossbeam
-# and tokio use in CI) and then again at bound 3, which explores about ten
-# times more interleavings and still takes under a minute here. Setting
-# LOOM_MAX_PREEMPTIONS runs that one bound only.
+# and tokio use in CI) and then again at bound 3, which explores up to ten
+# times more interleavings; four heavy three-thread models skip the bound-3
+# pass (they say so), which keeps it to about a minute and a half here.
+# Setting LOOM_MAX_PREEMPTIONS runs that one bound only.
 set -euxo pipefail
 cd "$(dirname "$0")/.."
 

@@ -11,18 +11,19 @@
 mod common;
 
 use common::{
-    assert_conserved, drain_cache, fill_cache, model, pools, take_blocks, ModelPools, CLASS,
+    alloc, assert_conserved, drain_cache, fill_cache, free, model, model_up_to, pools, take_blocks,
+    ModelPools, CLASS,
 };
 use loom::thread;
 use shoalloc::internals::cache::ThreadCache;
 use std::sync::Arc;
 
-/// Pools over `segments` segments of four blocks, holding one free batch of 2
-/// (segment 1), with segment 2 three-quarters carved; returns the pools and
-/// five more blocks (the rest of segment 1 and three of segment 2) for a
-/// thread whose cache starts full.
-fn setup(segments: u32) -> (Arc<ModelPools>, Vec<usize>) {
-    let pools = pools(segments, 4);
+/// Pools over `pages` pages of four blocks, holding one free batch of 2
+/// (page 1), with page 2 three-quarters carved; returns the pools and five
+/// more blocks (the rest of page 1 and three of page 2) for a thread whose
+/// cache starts full.
+fn setup(pages: u32) -> (Arc<ModelPools>, Vec<usize>) {
+    let pools = pools(pages, 4);
     let pre = take_blocks(&pools, 7);
     let mut cache = ThreadCache::new();
     fill_cache(&mut cache, &pools, &pre[..2]);
@@ -47,9 +48,7 @@ fn cache_refill_flush_2x2() {
             let p = pools.clone();
             let t1 = thread::spawn(move || {
                 let mut cache = ThreadCache::new();
-                let mut held: Vec<usize> =
-                    // SAFETY: this cache is only ever used with this one pool.
-                    (0..3).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();
+                let mut held: Vec<usize> = (0..3).map(|_| alloc(&mut cache, &p)).collect();
                 assert!(held.iter().all(|&b| b != 0), "out of memory");
                 held.extend(drain_cache(&mut cache, &p));
                 held
@@ -60,12 +59,10 @@ fn cache_refill_flush_2x2() {
                 fill_cache(&mut cache, &p, &t2_blocks[..3]);
                 // SAFETY: the fourth block is ours; the free completes a
                 // recent batch while the stock is full, so it goes back.
-                unsafe { cache.free(&*p, CLASS, t2_blocks[3] as *mut u8) };
+                unsafe { free(&mut cache, &p, t2_blocks[3]) };
                 assert_eq!(cache.cached(CLASS), 2, "retire hands back a batch");
                 fill_cache(&mut cache, &p, &t2_blocks[4..]);
-                let mut held: Vec<usize> =
-                    // SAFETY: this cache is only ever used with this one pool.
-                    (0..4).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();
+                let mut held: Vec<usize> = (0..4).map(|_| alloc(&mut cache, &p)).collect();
                 assert!(held.iter().all(|&b| b != 0), "out of memory");
                 held.extend(drain_cache(&mut cache, &p));
                 held
@@ -90,8 +87,7 @@ fn cache_refill_flush_3x1() {
             let refill = |p: Arc<ModelPools>| {
                 thread::spawn(move || {
                     let mut cache = ThreadCache::new();
-                    // SAFETY: this cache is only ever used with this one pool.
-                    let b = unsafe { cache.alloc(&*p, CLASS) } as usize;
+                    let b = alloc(&mut cache, &p);
                     assert!(b != 0, "out of memory");
                     let mut held = vec![b];
                     held.extend(drain_cache(&mut cache, &p));
@@ -105,7 +101,7 @@ fn cache_refill_flush_3x1() {
                 fill_cache(&mut cache, &p, &t2_blocks[..3]);
                 // SAFETY: the fourth block is ours; the free completes a
                 // recent batch while the stock is full, so it goes back.
-                unsafe { cache.free(&*p, CLASS, t2_blocks[3] as *mut u8) };
+                unsafe { free(&mut cache, &p, t2_blocks[3]) };
                 assert_eq!(cache.cached(CLASS), 2, "retire hands back a batch");
                 fill_cache(&mut cache, &p, &t2_blocks[4..]);
                 drain_cache(&mut cache, &p)
@@ -122,10 +118,11 @@ fn cache_refill_flush_3x1() {
 /// Three threads, two shared operations each: T1 and T3 start empty and
 /// allocate three blocks (refill, hit, refill); T2 starts full, frees one
 /// more block (a batch goes back) and allocates four (three hits, then a
-/// refill).
+/// refill). Bound 2 only (`model_up_to`).
 #[test]
 fn cache_refill_flush_3x2() {
-    model(
+    model_up_to(
+        2,
         "cache_refill_flush_3x2",
         3,
         "T1: alloc x3 (take, -, take) | T2: free (give), alloc x4 (-, -, -, take) | \
@@ -135,9 +132,7 @@ fn cache_refill_flush_3x2() {
             let refill3 = |p: Arc<ModelPools>| {
                 thread::spawn(move || {
                     let mut cache = ThreadCache::new();
-                    let mut held: Vec<usize> =
-                        // SAFETY: this cache is only ever used with this one pool.
-                        (0..3).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();
+                    let mut held: Vec<usize> = (0..3).map(|_| alloc(&mut cache, &p)).collect();
                     assert!(held.iter().all(|&b| b != 0), "out of memory");
                     held.extend(drain_cache(&mut cache, &p));
                     held
@@ -150,12 +145,10 @@ fn cache_refill_flush_3x2() {
                 fill_cache(&mut cache, &p, &t2_blocks[..3]);
                 // SAFETY: the fourth block is ours; the free completes a
                 // recent batch while the stock is full, so it goes back.
-                unsafe { cache.free(&*p, CLASS, t2_blocks[3] as *mut u8) };
+                unsafe { free(&mut cache, &p, t2_blocks[3]) };
                 assert_eq!(cache.cached(CLASS), 2, "retire hands back a batch");
                 fill_cache(&mut cache, &p, &t2_blocks[4..]);
-                let mut held: Vec<usize> =
-                    // SAFETY: this cache is only ever used with this one pool.
-                    (0..4).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();
+                let mut held: Vec<usize> = (0..4).map(|_| alloc(&mut cache, &p)).collect();
                 assert!(held.iter().all(|&b| b != 0), "out of memory");
                 held.extend(drain_cache(&mut cache, &p));
                 held

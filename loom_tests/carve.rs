@@ -1,15 +1,16 @@
-//! Loom models of carving never-used blocks from fresh memory
+//! Loom models of carving never-used blocks from fresh pages
 //! (`ClassPool::carve`): the carve-word CAS that cuts blocks off the current
-//! segment, the CAS that installs a fresh segment, and the lost-install path
-//! that hands the loser's segment back with `Backing::release` (after which
-//! the model backing, like production, hands it out again as a spare).
+//! page, the CAS that installs a fresh page from the page heap (and ends the
+//! old page's carving), and the lost-install path that deactivates the
+//! loser's page and hands it back with `Backing::release_page` (after which
+//! the page heap, the production `UnitMap`, hands it out again).
 #![cfg(loom)]
 
 mod common;
 
 use common::{
-    assert_conserved, drain_cache, expect_caught, model, pools, take_blocks, ModelBacking,
-    ModelPools, CLASS,
+    alloc, assert_conserved, drain_cache, expect_caught, model, model_up_to, pools, take_blocks,
+    ModelBacking, ModelPools,
 };
 use loom::thread;
 use shoalloc::internals::cache::ThreadCache;
@@ -22,8 +23,7 @@ use std::sync::Arc;
 fn allocating(pools: Arc<ModelPools>) -> thread::JoinHandle<Vec<usize>> {
     thread::spawn(move || {
         let mut cache = ThreadCache::new();
-        // SAFETY: this cache is only ever used with this one pool.
-        let b = unsafe { cache.alloc(&*pools, CLASS) } as usize;
+        let b = alloc(&mut cache, &pools);
         assert!(b != 0, "out of memory");
         let mut held = vec![b];
         held.extend(drain_cache(&mut cache, &pools));
@@ -32,7 +32,9 @@ fn allocating(pools: Arc<ModelPools>) -> thread::JoinHandle<Vec<usize>> {
 }
 
 /// `threads` threads allocate once each from `pools`, then the conservation
-/// check runs; counts executions in which some segment install was lost.
+/// check runs; counts executions in which some page install was lost (no
+/// thread sends anything home here, so every `release_page` is a lost
+/// install).
 fn race(pools: Arc<ModelPools>, threads: usize, lost: &AtomicUsize) {
     let handles: Vec<_> = (0..threads).map(|_| allocating(pools.clone())).collect();
     let held: Vec<usize> = handles
@@ -45,8 +47,8 @@ fn race(pools: Arc<ModelPools>, threads: usize, lost: &AtomicUsize) {
     assert_conserved(&pools, &held);
 }
 
-/// Two threads carve from an empty pool with segments of 3 blocks: both may
-/// acquire a segment, one install wins, the loser releases its segment and
+/// Two threads carve from an empty pool with pages of 3 blocks: both may
+/// acquire a page, one install wins, the loser releases its page and
 /// carves the one block left in the winner's.
 #[test]
 fn carve_install_race_2() {
@@ -66,19 +68,23 @@ fn carve_install_race_2() {
     assert!(lost > 0, "the lost-install path was never explored");
 }
 
-/// Three threads carve from an empty pool with segments of 2 blocks, so every
-/// `take` exhausts a segment and every thread installs one: installs race,
-/// lost segments go to the spare list and are reused by a later install.
+/// Three threads carve from an empty pool with pages of 2 blocks, so every
+/// `take` exhausts a page and every thread installs one: installs race,
+/// lost pages go back to the page heap and are claimed again by a later
+/// install. Bound 2 only (`model_up_to`).
 #[test]
 fn carve_install_race_3() {
     let lost = Arc::new(AtomicUsize::new(0));
     let l = lost.clone();
-    let report = model(
+    let Some(report) = model_up_to(
+        2,
         "carve_install_race_3",
         3,
-        "T1, T2, T3: alloc (carve 2, installing a segment)",
+        "T1, T2, T3: alloc (carve 2, installing a page)",
         move || race(pools(4, 2), 3, &l),
-    );
+    ) else {
+        return;
+    };
     let lost = lost.load(Ordering::Relaxed);
     println!(
         "  carve_install_race_3: {lost} of {} executions lost an install race",
@@ -88,8 +94,8 @@ fn carve_install_race_3() {
 }
 
 /// Two threads allocate three blocks each (two carving `take`s, with a cache
-/// hit between) from segments of 2 blocks: four installs race pairwise, and
-/// a segment lost in one race is reused as a spare by a later install.
+/// hit between) from pages of 2 blocks: four installs race pairwise, and
+/// a page lost in one race is claimed again by a later install.
 #[test]
 fn carve_install_race_2x2() {
     let lost = Arc::new(AtomicUsize::new(0));
@@ -105,9 +111,7 @@ fn carve_install_race_2x2() {
                     let p = pools.clone();
                     thread::spawn(move || {
                         let mut cache = ThreadCache::new();
-                        let mut held: Vec<usize> =
-                            // SAFETY: this cache is only ever used with this one pool.
-                            (0..3).map(|_| unsafe { cache.alloc(&*p, CLASS) } as usize).collect();
+                        let mut held: Vec<usize> = (0..3).map(|_| alloc(&mut cache, &p)).collect();
                         assert!(held.iter().all(|&b| b != 0), "out of memory");
                         held.extend(drain_cache(&mut cache, &p));
                         held
@@ -132,14 +136,14 @@ fn carve_install_race_2x2() {
     assert!(lost > 0, "the lost-install path was never explored");
 }
 
-/// Two threads carve from a segment with 3 blocks left: the offset CAS hands
+/// Two threads carve from a page with 3 blocks left: the count CAS hands
 /// 2 blocks to one and the last block to the other, never the same block.
 #[test]
 fn carve_offset_race() {
     model(
         "carve_offset_race",
         2,
-        "T1: alloc (carve 2) | T2: alloc (carve 2); 3 blocks left in the segment",
+        "T1: alloc (carve 2) | T2: alloc (carve 2); 3 blocks left in the page",
         || {
             let pools = pools(2, 4);
             let first = take_blocks(&pools, 1);
@@ -159,19 +163,24 @@ fn carve_offset_race() {
     );
 }
 
-/// Teeth: with a backing whose `acquire` is a racy load-then-store, two
-/// threads can be handed the same segment; the loser of the install CAS then
-/// releases the installed segment, which is carved a second time. Loom must
-/// find that interleaving and the conservation check must report it.
+/// Teeth: with a page heap whose claim is a load and a store of its bitmap
+/// instead of a CAS, two threads carving from an empty pool can both be
+/// handed page 1. Loom must find that interleaving: the two `acquire_page`
+/// calls then update the page's life record (a loom `UnsafeCell`) with no
+/// happens-before edge between them, which loom reports as a causality
+/// violation. (Were that record not there, the install loser would
+/// deactivate and release the page the winner installed, and the final
+/// drain would carve it again: a block in two places, or a second
+/// `end_carving` of the page tripping its debug assertion.)
 #[test]
-fn carve_racy_acquire_is_caught() {
+fn carve_racy_heap_is_caught() {
     expect_caught(
-        "carve_racy_acquire",
+        "carve_racy_heap",
         2,
-        "T1: alloc (carve 2) | T2: alloc (carve 2), acquire not atomic",
-        "conservation: block",
+        "T1: alloc (carve 2) | T2: alloc (carve 2), page heap claim not atomic",
+        "Causality violation",
         || {
-            let pools = Arc::new(Pools::new(ModelBacking::with_racy_acquire(3, 3)));
+            let pools = Arc::new(Pools::new(ModelBacking::with_racy_heap(3, 3)));
             let handles: Vec<_> = (0..2).map(|_| allocating(pools.clone())).collect();
             let held: Vec<usize> = handles
                 .into_iter()

@@ -11,7 +11,9 @@
 
 mod common;
 
-use common::{assert_conserved, drain_cache, fill_cache, model, pools, take_blocks, CLASS};
+use common::{
+    alloc, assert_conserved, drain_cache, fill_cache, free, model, pools, take_blocks, CLASS,
+};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use shoalloc::internals::cache::ThreadCache;
@@ -56,12 +58,10 @@ fn cross_free_cached() {
             let a = thread::spawn(move || {
                 let mut cache = ThreadCache::new();
                 fill_cache(&mut cache, &p, &a_blocks);
-                // SAFETY: this cache is only ever used with this one pool.
-                let mine = unsafe { cache.alloc(&*p, CLASS) } as usize;
+                let mine = alloc(&mut cache, &p);
                 assert_eq!(mine, a_blocks[0], "a cache hit");
                 s.store(mine, Ordering::Release);
-                // SAFETY: this cache is only ever used with this one pool.
-                let next = unsafe { cache.alloc(&*p, CLASS) } as usize;
+                let next = alloc(&mut cache, &p);
                 assert!(next != 0, "out of memory");
                 let mut held = vec![next];
                 held.extend(drain_cache(&mut cache, &p));
@@ -75,7 +75,7 @@ fn cross_free_cached() {
                 // SAFETY: A gave us `theirs` and no longer uses it; it
                 // completes a recent batch of our full cache, so that batch
                 // goes to the pool.
-                unsafe { cache.free(&*p, CLASS, theirs as *mut u8) };
+                unsafe { free(&mut cache, &p, theirs) };
                 drain_cache(&mut cache, &p)
             });
             let mut held = a.join().unwrap();
@@ -109,12 +109,10 @@ fn cross_free_cached_3() {
             let a = thread::spawn(move || {
                 let mut cache = ThreadCache::new();
                 fill_cache(&mut cache, &p, &a_blocks);
-                // SAFETY: this cache is only ever used with this one pool.
-                let mine = unsafe { cache.alloc(&*p, CLASS) } as usize;
+                let mine = alloc(&mut cache, &p);
                 assert_eq!(mine, a_blocks[0], "a cache hit");
                 s.store(mine, Ordering::Release);
-                // SAFETY: this cache is only ever used with this one pool.
-                let next = unsafe { cache.alloc(&*p, CLASS) } as usize;
+                let next = alloc(&mut cache, &p);
                 assert!(next != 0, "out of memory");
                 let mut held = vec![next];
                 held.extend(drain_cache(&mut cache, &p));
@@ -128,14 +126,13 @@ fn cross_free_cached_3() {
                 // SAFETY: A gave us `theirs` and no longer uses it; it
                 // completes a recent batch of our full cache, so that batch
                 // goes to the pool.
-                unsafe { cache.free(&*p, CLASS, theirs as *mut u8) };
+                unsafe { free(&mut cache, &p, theirs) };
                 drain_cache(&mut cache, &p)
             });
             let p = pools.clone();
             let c = thread::spawn(move || {
                 let mut cache = ThreadCache::new();
-                // SAFETY: this cache is only ever used with this one pool.
-                let b = unsafe { cache.alloc(&*p, CLASS) } as usize;
+                let b = alloc(&mut cache, &p);
                 assert!(b != 0, "out of memory");
                 let mut held = vec![b];
                 held.extend(drain_cache(&mut cache, &p));
@@ -173,14 +170,17 @@ fn cross_free_uncached() {
             let a = thread::spawn(move || {
                 let mine = alloc_uncached(&*p, CLASS) as usize;
                 assert!(mine != 0, "out of memory");
+                p.backing().touch(mine);
                 s.store(mine, Ordering::Release);
                 let next = alloc_uncached(&*p, CLASS) as usize;
                 assert!(next != 0, "out of memory");
+                p.backing().touch(next);
                 vec![next]
             });
             let (p, s) = (pools.clone(), slot.clone());
             let b = thread::spawn(move || {
                 let theirs = receive(&s);
+                p.backing().touch(theirs);
                 // SAFETY: A gave us `theirs` and no longer uses it.
                 unsafe { free_uncached(&*p, CLASS, theirs as *mut u8) };
             });

@@ -27,6 +27,13 @@ struct World<const N: usize> {
     contents: [UnsafeCell<usize>; 2],
 }
 
+// SAFETY: loom runs every model thread on one OS thread and checks each
+// access to the contents cells for a happens-before edge with the previous
+// ones (the point of the model); the park is atomics only.
+unsafe impl<const N: usize> Send for World<N> {}
+// SAFETY: as for `Send`.
+unsafe impl<const N: usize> Sync for World<N> {}
+
 impl<const N: usize> World<N> {
     fn new() -> Arc<Self> {
         Arc::new(World {

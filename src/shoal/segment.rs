@@ -545,6 +545,9 @@ impl Segments {
                 }
                 if mask != 0 {
                     header.units.finish_purge(mask);
+                    // While reserved, the units looked used: a claim that found
+                    // the segment full then may have cleared its room bit.
+                    set_bit(&HAS_ROOM, index);
                 }
                 if header.units.dirty_free() != 0 {
                     set_bit(&HAS_DIRTY, index);
