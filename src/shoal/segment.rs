@@ -216,6 +216,14 @@ fn segment_base(index: u64) -> usize {
     SEGMENTS[index as usize].load(Ordering::Relaxed)
 }
 
+/// Address of segment `index` for a thread that has no handle into it (the
+/// page heap's scans): Acquire, pairing with the Release store that publishes
+/// the segment, so its header's initialisation is visible.
+#[inline]
+fn segment_base_published(index: u32) -> usize {
+    SEGMENTS[index as usize].load(Ordering::Acquire)
+}
+
 /// The header of the segment containing `ptr`.
 ///
 /// # Safety
@@ -368,7 +376,7 @@ impl Segments {
             while bits != 0 {
                 let index = (w * 64) as u32 + bits.trailing_zeros();
                 bits &= bits - 1;
-                let base = segment_base(u64::from(index));
+                let base = segment_base_published(index);
                 if base == 0 {
                     continue;
                 }
@@ -516,7 +524,7 @@ impl Segments {
             while bits != 0 {
                 let index = (w * 64) as u32 + bits.trailing_zeros();
                 bits &= bits - 1;
-                let base = segment_base(u64::from(index));
+                let base = segment_base_published(index);
                 if base == 0 {
                     continue;
                 }
