@@ -163,18 +163,23 @@ const MIXED: [usize; 8] = [16, 48, 256, 1000, 4096, 40_000, 300_000, 2 << 20];
 pub fn return_after_delay(threads: usize, per_thread: usize, wait: Duration) -> Measured {
     let base = rss();
     let peak = std::sync::atomic::AtomicUsize::new(0);
+    // Every thread holds its share at the same time: the peak is read
+    // between two barriers.
+    let all_full = std::sync::Barrier::new(threads);
+    let measured = std::sync::Barrier::new(threads);
     std::thread::scope(|s| {
         for t in 0..threads {
-            let peak = &peak;
+            let (peak, all_full, measured) = (&peak, &all_full, &measured);
             s.spawn(move || {
                 let mut chains: Vec<Chain> = MIXED.iter().map(|&z| Chain::new(z)).collect();
                 for (i, c) in chains.iter_mut().enumerate() {
                     c.fill(per_thread / MIXED.len() + (i + t) * 4096);
                 }
-                peak.fetch_max(
-                    rss().saturating_sub(base),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                if all_full.wait().is_leader() {
+                    let now = rss().saturating_sub(base);
+                    peak.store(now, std::sync::atomic::Ordering::Relaxed);
+                }
+                measured.wait();
                 for c in &mut chains {
                     c.free_all();
                 }
@@ -183,7 +188,9 @@ pub fn return_after_delay(threads: usize, per_thread: usize, wait: Duration) -> 
     });
     let start = Instant::now();
     let mut end = rss().saturating_sub(base);
-    while start.elapsed() < wait && end > 16 * MIB {
+    // Until nearly everything is back (the callers' bound is looser) or
+    // `wait` has passed.
+    while start.elapsed() < wait && end > 4 * MIB {
         // Enough traffic to move batches between the cache and the pools.
         let mut c = Chain::new(64);
         c.fill(64 * 1024);
