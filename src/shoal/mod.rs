@@ -1,24 +1,29 @@
 //! `Shoal`: the lock-free, thread-caching allocator, layer by layer.
 //!
 //! ```text
-//!  alloc/free ──► front (Shoal<P>): class_for → small path P | large objects
+//!  alloc/free ──► front (Shoal<P>): class_for → small path P | medium | huge
 //!                    │
 //!                 ThreadCache (per thread, plain loads/stores)      cache, thread
 //!                    │ one CAS per batch
 //!                    ▼
 //!                 Pools: per class, a tagged Treiber stack of       pool, stack
-//!                 batches + a carve word
-//!                    │ carve (CAS on the carve word)
+//!                 batches (capped), partial pages, a carve word
+//!                    │ send home: one anchor CAS per same-page run
 //!                    ▼
-//!                 Segments (4 MiB, one class each)  ◄── mmap        segment, address_map
-//!  large (> 256 KiB or align > 4 KiB) ──► one mapping per object    large, mapping_park
+//!                 Pages: spans of 64 KiB units, anchor word each    page
+//!                    │ all blocks home: units back
+//!                    ▼
+//!                 Page heap: 4 MiB segments, used/dirty bitmaps,    units, segment,
+//!                 purge after a delay                ◄── mmap       address_map
+//!  medium (≤ 2 MiB) ──► a span of the page heap                     medium
+//!  huge (> 2 MiB or align > 64 KiB) ──► one mapping per object      large, mapping_park
 //! ```
 //!
-//! Imports go downwards only: `size_class` → `stack` → `pool` →
-//! `address_map` → `segment` → `mapping_park` → `large` → `cache` →
-//! `thread` → `small_path` → `locked` → `front`, with `crate::sync` and
-//! `crate::os` below all of them (and `crate::fault`, in test builds, just
-//! above `size_class`).
+//! Imports go downwards only: `size_class` → `stack` → `units` → `page` →
+//! `pool` → `address_map` → `mapping_park` → `segment` → `large` → `cache`
+//! → `thread` → `small_path` → `medium` → `locked` → `front`, with
+//! `crate::sync`, `crate::os`, `crate::fatal` and `crate::options` below all
+//! of them (and `crate::fault`, in test builds, just above `size_class`).
 //!
 //! All state is process-wide; `Shoal` is a zero-sized handle to it, so any
 //! number of `Shoal` values (a `#[global_allocator]` and direct callers in

@@ -90,9 +90,8 @@ const fn class_by_arithmetic(size: usize) -> usize {
 /// The class for `size` bytes aligned to `align` (a power of two no larger
 /// than [`MAX_SMALL_ALIGN`]), or `None` when the request is a large object.
 ///
-/// Blocks of a class sit at multiples of the class size from an offset that
-/// is itself a multiple of the largest power of two dividing the size (capped
-/// at 4096, see [`first_block_offset`]), so a class whose size is a multiple
+/// Blocks of a class sit at multiples of the class size from the start of
+/// their page, which is 64 KiB-aligned, so a class whose size is a multiple
 /// of `align` yields `align`-aligned blocks. Every fourth class above 128 B is
 /// a power of two, so the search below takes at most four steps.
 #[inline]
