@@ -322,6 +322,34 @@ fn bit(map: &[AtomicU64], index: u32) -> (&AtomicU64, u64) {
     (&map[index as usize / 64], 1 << (index % 64))
 }
 
+/// The published segments whose bit is set in `map` (each word read once),
+/// lowest number first, with their headers.
+fn marked_segments(
+    map: &'static [AtomicU64],
+) -> impl Iterator<Item = (u32, &'static SegmentHeader)> {
+    let mapped = NEXT_SEGMENT.load(Ordering::Acquire) as usize;
+    map.iter()
+        .enumerate()
+        .take(mapped.div_ceil(64))
+        .flat_map(|(w, word)| {
+            let mut bits = word.load(Ordering::Relaxed);
+            core::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let index = (w * 64) as u32 + bits.trailing_zeros();
+                bits &= bits - 1;
+                Some(index)
+            })
+        })
+        .filter_map(|index| {
+            let base = segment_base_published(index);
+            // SAFETY: a published segment starts with its header, which lives
+            // as long as the process (segments are never unmapped).
+            (base != 0).then(|| (index, unsafe { &*(base as *const SegmentHeader) }))
+        })
+}
+
 /// Sets bit `index` of a segment bitmap, with a plain load when it is set.
 #[inline]
 fn set_bit(map: &[AtomicU64], index: u32) {
@@ -370,30 +398,18 @@ impl Segments {
     /// (reads as zero).
     pub fn alloc_span(units: u32, grow: bool) -> Option<(u32, u32, bool)> {
         debug_assert!((1..UNITS).contains(&units));
-        let mapped = NEXT_SEGMENT.load(Ordering::Acquire) as usize;
-        for (w, word) in HAS_ROOM.iter().enumerate().take(mapped.div_ceil(64)) {
-            let mut bits = word.load(Ordering::Relaxed);
-            while bits != 0 {
-                let index = (w * 64) as u32 + bits.trailing_zeros();
-                bits &= bits - 1;
-                let base = segment_base_published(index);
-                if base == 0 {
-                    continue;
-                }
-                // SAFETY: a published segment starts with its header.
-                let header = unsafe { &*(base as *const SegmentHeader) };
-                if let Some((start, clean)) = header.units.claim(units) {
-                    return Some((index, start, clean));
-                }
-                if header.units.used() == u64::MAX {
-                    // Full: clear its bit, unless a release raced with us
-                    // (the release sets the bit after freeing the unit; both
-                    // sides are SeqCst, so one of us sees the other).
-                    let (word, b) = bit(&HAS_ROOM, index);
-                    word.fetch_and(!b, Ordering::SeqCst);
-                    if header.units.used() != u64::MAX {
-                        set_bit(&HAS_ROOM, index);
-                    }
+        for (index, header) in marked_segments(&HAS_ROOM) {
+            if let Some((start, clean)) = header.units.claim(units) {
+                return Some((index, start, clean));
+            }
+            if header.units.used() == u64::MAX {
+                // Full: clear its bit, unless a release raced with us
+                // (the release sets the bit after freeing the unit; both
+                // sides are SeqCst, so one of us sees the other).
+                let (word, b) = bit(&HAS_ROOM, index);
+                word.fetch_and(!b, Ordering::SeqCst);
+                if header.units.used() != u64::MAX {
+                    set_bit(&HAS_ROOM, index);
                 }
             }
         }
@@ -518,48 +534,37 @@ impl Segments {
     pub fn purge(force: bool, now: u64) {
         let delay = options::purge_delay_ms();
         purge_park(force, now, delay);
-        let mapped = NEXT_SEGMENT.load(Ordering::Acquire) as usize;
-        for (w, word) in HAS_DIRTY.iter().enumerate().take(mapped.div_ceil(64)) {
-            let mut bits = word.load(Ordering::Relaxed);
-            while bits != 0 {
-                let index = (w * 64) as u32 + bits.trailing_zeros();
-                bits &= bits - 1;
-                let base = segment_base_published(index);
-                if base == 0 {
-                    continue;
-                }
-                // SAFETY: a published segment starts with its header.
-                let header = unsafe { &*(base as *const SegmentHeader) };
-                let released = header.released_at.load(Ordering::Relaxed);
-                if !force && now < released.saturating_add(delay) {
-                    continue;
-                }
-                let (word, b) = bit(&HAS_DIRTY, index);
-                word.fetch_and(!b, Ordering::SeqCst);
-                let mask = header.units.reserve_dirty();
-                let mut rest = mask;
-                while rest != 0 {
-                    let start = rest.trailing_zeros();
-                    let len = (rest >> start).trailing_ones();
-                    // SAFETY: the reservation makes these units ours: no span
-                    // holds them and nobody can claim them until we finish.
-                    unsafe {
-                        os::decommit(
-                            (base + start as usize * UNIT) as *mut u8,
-                            len as usize * UNIT,
-                        )
-                    };
-                    rest &= !run_mask(start, len);
-                }
-                if mask != 0 {
-                    header.units.finish_purge(mask);
-                    // While reserved, the units looked used: a claim that found
-                    // the segment full then may have cleared its room bit.
-                    set_bit(&HAS_ROOM, index);
-                }
-                if header.units.dirty_free() != 0 {
-                    set_bit(&HAS_DIRTY, index);
-                }
+        for (index, header) in marked_segments(&HAS_DIRTY) {
+            let base = header as *const SegmentHeader as usize;
+            let released = header.released_at.load(Ordering::Relaxed);
+            if !force && now < released.saturating_add(delay) {
+                continue;
+            }
+            let (word, b) = bit(&HAS_DIRTY, index);
+            word.fetch_and(!b, Ordering::SeqCst);
+            let mask = header.units.reserve_dirty();
+            let mut rest = mask;
+            while rest != 0 {
+                let start = rest.trailing_zeros();
+                let len = (rest >> start).trailing_ones();
+                // SAFETY: the reservation makes these units ours: no span
+                // holds them and nobody can claim them until we finish.
+                unsafe {
+                    os::decommit(
+                        (base + start as usize * UNIT) as *mut u8,
+                        len as usize * UNIT,
+                    )
+                };
+                rest &= !run_mask(start, len);
+            }
+            if mask != 0 {
+                header.units.finish_purge(mask);
+                // While reserved, the units looked used: a claim that found
+                // the segment full then may have cleared its room bit.
+                set_bit(&HAS_ROOM, index);
+            }
+            if header.units.dirty_free() != 0 {
+                set_bit(&HAS_DIRTY, index);
             }
         }
     }
