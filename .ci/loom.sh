@@ -2,7 +2,8 @@
 # Loom model checks of Shoal's lock-free protocols: the tagged Treiber stack,
 # thread-cache refill/flush, cross-thread frees, thread exit, carving, pages
 # (anchors, partial stacks, the drain's scavenge), the page heap (unit-map
-# claims, releases and purges) and the large-object mapping park.
+# claims, releases and purges), the large-object mapping park and the typed
+# object pool (`Pool<T>`).
 # What each model covers, and what loom cannot see: loom_tests/README.md.
 #
 # By default every model runs at preemption bound 2 (the gate, as crossbeam

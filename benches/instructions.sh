@@ -36,6 +36,17 @@ if [[ ${1:-} == --churn ]]; then
     exit 0
 fi
 
+if [[ ${1:-} == --pool ]]; then
+    cargo build --release -q --example pool_pair
+    bin=${CARGO_TARGET_DIR:-target}/release/examples/pool_pair
+    lo=100000 hi=200000
+    for what in pool box mimalloc jemalloc; do
+        a=$(count "$bin" $lo $what); b=$(count "$bin" $hi $what)
+        echo "$what: $(( (b - a) / (hi - lo) )) instructions per box+drop (loop included)"
+    done
+    exit 0
+fi
+
 cargo build --release -q --example fast_path
 bin=${CARGO_TARGET_DIR:-target}/release/examples/fast_path
 lo=100000 hi=200000

@@ -60,7 +60,16 @@ impl<const N: usize> World<N> {
 
     /// Take a mapping of `need` bytes and read what its last owner wrote.
     fn take(&self, need: usize) -> Vec<(usize, usize)> {
-        match self.park.take(need) {
+        self.claim(self.park.take(need, usize::MAX))
+    }
+
+    /// Take the largest parked mapping and read what its last owner wrote.
+    fn take_largest(&self) -> Vec<(usize, usize)> {
+        self.claim(self.park.take_largest(usize::MAX))
+    }
+
+    fn claim(&self, taken: Option<(usize, usize)>) -> Vec<(usize, usize)> {
+        match taken {
             Some(m) => {
                 // SAFETY: we just took the mapping; loom checks the claim.
                 let stamp = self.contents[Self::index(m)].with(|c| unsafe { *c });
@@ -77,7 +86,7 @@ impl<const N: usize> World<N> {
     /// Drain the park and check that every mapping is in exactly one place.
     fn conserve(&self, held: Vec<(usize, usize)>, expected: &[(usize, usize)]) {
         let mut all = held;
-        while let Some(m) = self.park.take(PAGE) {
+        while let Some(m) = self.park.take_any() {
             all.push(m);
         }
         assert_eq!(self.park.bytes(), 0, "byte counter drifted");
@@ -132,13 +141,13 @@ fn two_takers_one_mapping() {
     model(
         "mapping_two_takers",
         2,
-        "main: park M1 | T1: take | T2: take",
+        "main: park M1 | T1: take | T2: take_largest",
         || {
             let w = World::<2>::new();
             assert!(w.free(M1, 1).is_empty());
             let (a, b) = (w.clone(), w.clone());
             let t1 = thread::spawn(move || a.take(PAGE));
-            let t2 = thread::spawn(move || b.take(2 * PAGE));
+            let t2 = thread::spawn(move || b.take_largest());
             let mut held = t1.join().unwrap();
             held.extend(t2.join().unwrap());
             w.conserve(held, &[M1]);

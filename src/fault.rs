@@ -9,8 +9,8 @@
 //!
 //! One switch per [`Fault`], set with [`set`] and read with [`is_armed`], for
 //! both allocators. Each switch is read on a slow path only (a thread-cache
-//! refill, an uncached allocation, a thread's exit hook) or, in `GilAlloc`,
-//! under its lock.
+//! refill, an uncached allocation, a thread's exit hook, a pool's cache
+//! flush) or, in `GilAlloc`, under its lock.
 
 use crate::shoal::size_class::NUM_CLASSES;
 use crate::sync::statics::{AtomicBool, AtomicPtr, Ordering};
@@ -43,9 +43,17 @@ pub enum Fault {
     /// `collect` drains the stacks. Pages then never leave their class and
     /// nothing is purged, as in an allocator without a page heap.
     KeepPages,
+    /// `Pool<T>`: a full thread cache sends its older half to the shared
+    /// stack but keeps the newest slot of that half as well, so that object
+    /// is both cached and idle and will be handed to two holders.
+    PoolKeepsFlushed,
+    /// Freed huge mappings are never reused: they are not parked (so they
+    /// are unmapped at once) and no parked mapping's pages are moved into a
+    /// new one, as in an allocator that maps every huge object afresh.
+    NoHugeReuse,
 }
 
-const FAULTS: usize = 3;
+const FAULTS: usize = 5;
 
 static ARMED: [AtomicBool; FAULTS] = [const { AtomicBool::new(false) }; FAULTS];
 

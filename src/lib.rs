@@ -15,12 +15,17 @@
 //! whose global allocator is something else. A C program runs on `Shoal`
 //! through `libshoalloc.so` (the `capi/` workspace member).
 //!
+//! On top of any global allocator, [`Pool<T>`] keeps objects constructed
+//! between uses — CPython's per-type free lists, with per-thread caches over
+//! the same lock-free stack (see [`typed_pool`]).
+//!
 //! ## Layers
 //! Each module depends only on those below it in this list (the design note,
 //! `DESIGN.md`, explains every layer):
 //!
 //! | layer | job |
 //! |---|---|
+//! | [`typed_pool`] ([`Pool<T>`]) | typed object pools: per-thread caches over `shoal::stack`, slots from the global allocator |
 //! | `shoal` (the [`Shoal`] front) | `GlobalAlloc` and the unsized operations C needs, over a small path and large objects |
 //! | `shoal::locked` | the locked small path (ablation), over `small_path`'s trait |
 //! | `shoal::small_path` | the small paths: thread-cached (`Shoal`) and uncached (ablation) |
@@ -46,6 +51,7 @@ mod options;
 mod os;
 mod shoal;
 mod sync;
+pub mod typed_pool;
 
 #[cfg(all(shoalloc_fault, not(loom)))]
 mod fault;
@@ -56,6 +62,8 @@ mod gil;
 pub use gil::{GilAlloc, GilStats};
 #[cfg(not(loom))]
 pub use shoal::{ForeignPointer, Owner, Shoal};
+#[cfg(not(loom))]
+pub use typed_pool::{OwnedPooled, Pool, PoolBuilder, Pooled, Recycle};
 
 /// Gives memory back to the OS now instead of after the purge delay.
 ///
@@ -103,6 +111,14 @@ pub fn purge_delay() -> core::time::Duration {
 pub mod internals {
     pub use crate::os::PAGE;
     pub use crate::shoal::{cache, mapping_park, page, pool, size_class, stack, units};
+
+    /// `Pool<T>`'s protocol with the thread index passed in (for the loom
+    /// model) and its slots.
+    pub mod typed_pool {
+        pub use crate::typed_pool::local::CacheIndex;
+        pub use crate::typed_pool::pool_core::{CacheAt, Create, PoolCore};
+        pub use crate::typed_pool::slots::Slot;
+    }
 
     #[cfg(not(loom))]
     pub use crate::shoal::{

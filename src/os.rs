@@ -47,6 +47,26 @@ pub unsafe fn decommit(ptr: *mut u8, size: usize) {
     unsafe { imp::decommit(ptr, size) }
 }
 
+/// Moves the mapping `from..from + size` to `to` and grows it to
+/// `new_size` bytes, replacing the mapping of ours at `to..to + new_size`
+/// (`mremap` with `MREMAP_FIXED`): the page-table entries move, so resident
+/// pages stay resident and nothing is copied or faulted in, and the result
+/// is one mapping whose last `new_size - size` bytes are fresh zero pages.
+/// Returns `false` when the kernel refuses (`from` must be a single kernel
+/// mapping, not several adjacent ones) or where pages cannot be moved
+/// (under Miri and loom). After a refusal by the kernel both ranges may be
+/// partly or wholly unmapped already: the caller must treat both as lost
+/// and never touch or unmap them again.
+///
+/// # Safety
+/// `from..from + size` is a mapping of ours that nothing uses any more;
+/// `to..to + new_size` (`new_size >= size`) is page-aligned, a mapping of
+/// ours, and holds nothing the caller still needs.
+pub unsafe fn move_pages(from: *mut u8, size: usize, to: *mut u8, new_size: usize) -> bool {
+    // SAFETY: forwarded contract.
+    unsafe { imp::move_pages(from, size, to, new_size) }
+}
+
 /// Asks the kernel not to back the range with transparent huge pages (see
 /// `segment` for why). Advisory: an error (e.g. a kernel without THP) is
 /// ignored.
@@ -183,6 +203,21 @@ mod imp {
         }
     }
 
+    pub unsafe fn move_pages(from: *mut u8, size: usize, to: *mut u8, new_size: usize) -> bool {
+        // SAFETY: forwarded contract. MREMAP_FIXED replaces what was mapped
+        // at `to` (the caller's own mapping) and unmaps `from`.
+        let moved = unsafe {
+            libc::mremap(
+                from.cast(),
+                size,
+                new_size,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                to.cast::<libc::c_void>(),
+            )
+        };
+        moved == to.cast()
+    }
+
     pub fn now_ms() -> u64 {
         let mut ts = libc::timespec {
             tv_sec: 0,
@@ -222,6 +257,10 @@ mod imp {
     }
 
     pub unsafe fn no_huge_pages(_ptr: *mut u8, _size: usize) {}
+
+    pub unsafe fn move_pages(_from: *mut u8, _size: usize, _to: *mut u8, _new: usize) -> bool {
+        false
+    }
 
     pub fn now_ms() -> u64 {
         use std::sync::OnceLock;

@@ -25,24 +25,39 @@
 //!
 //! Freed mappings of up to [`PARK_MAX_MAPPING`] bytes are parked in the page
 //! heap's mapping park (at most `segment::PARK_MAX_BYTES` in all; see
-//! `segment::park`) and reused by the next request they fit, saving the
-//! system calls and the page faults. Parked memory stays resident until the
-//! purge: one purge delay after the last park (or at `collect()`), every
-//! parked mapping is unmapped. A reused mapping is zeroed by `alloc_zeroed`
-//! only over the requested bytes.
+//! `segment::park`) and reused by the next request they fit — the smallest
+//! that does — saving the system calls and the page faults. A reused mapping
+//! keeps its size, so it can serve a large request again later, and its
+//! pages stay resident: giving them back would cost a page fault each when a
+//! larger request reuses the mapping (measured: three times the faults of
+//! keeping them, on the malloc-large pattern). So that a small buffer never
+//! pins a much bigger one's memory, a mapping is reused only if it is at most
+//! twice the size needed or at most [`KEEP_EXCESS`] bigger. When no parked
+//! mapping fits, the
+//! largest one is moved (`mremap`) to the start of the new mapping, so its
+//! resident pages are reused and only the rest is faulted in.
+//! Parked memory stays resident until the purge: one purge delay after the
+//! last park (or at `collect()`), every parked mapping is unmapped. A reused
+//! mapping is zeroed by `alloc_zeroed` only over the requested bytes.
 
 use super::address_map::{self, Granule};
 use super::segment::{self, SEGMENT_SIZE};
 use crate::os::{self, PAGE};
+use crate::sync::statics::{AtomicUsize, Ordering};
 
 use super::segment::PARK_MAX_MAPPING;
 
 const LARGE_MAGIC: u64 = 0x5348_4f41_4c4c_5247; // "SHOALLRG"
 
+/// How much bigger than needed a reused mapping may be, when it is more than
+/// twice the size (see the module docs).
+const KEEP_EXCESS: usize = 32 << 20;
+
 /// Bookkeeping of one large object, at the start of the granule of `ptr - 1`.
 ///
 /// Invariant: written once before the pointer is returned, read-only until
-/// the object is freed; `user` is the object's pointer.
+/// the object is freed — but for `size`, which only the object's owner
+/// reads and writes (an in-place resize); `user` is the object's pointer.
 #[repr(C)]
 struct LargeHeader {
     magic: u64,
@@ -50,6 +65,9 @@ struct LargeHeader {
     map_base: usize,
     map_size: usize,
     map_align: usize,
+    /// The size last asked for: a reused mapping may be larger than that,
+    /// and the in-place resize policy is about the object, not the mapping.
+    size: AtomicUsize,
 }
 
 /// A large object of `size` bytes aligned to `align` (a power of two).
@@ -80,7 +98,12 @@ fn alloc_inner(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         return core::ptr::null_mut();
     }
     if map_align == SEGMENT_SIZE && map_size <= PARK_MAX_MAPPING {
-        if let Some((base, parked_size)) = segment::unpark(map_size) {
+        // At most twice the size, or KEEP_EXCESS more: a small buffer never
+        // pins a much bigger one's memory.
+        let max = map_size
+            .saturating_mul(2)
+            .max(map_size.saturating_add(KEEP_EXCESS));
+        if let Some((base, parked_size)) = segment::unpark(map_size, max) {
             let user = base + lead;
             if zeroed {
                 // SAFETY: the mapping is ours again; `size` bytes from `user`
@@ -88,12 +111,42 @@ fn alloc_inner(size: usize, align: usize, zeroed: bool) -> *mut u8 {
                 unsafe { (user as *mut u8).write_bytes(0, size) };
             }
             // SAFETY: as below, for a mapping that is ours again.
-            return unsafe { publish(base, parked_size, map_align, user) };
+            return unsafe { publish(base, parked_size, map_align, user, size) };
         }
     }
-    let base = os::map_aligned(map_size, map_align);
+    let mut base = os::map_aligned(map_size, map_align);
     if base.is_null() {
         return base;
+    }
+    if map_align == SEGMENT_SIZE && lead == PAGE && map_size <= PARK_MAX_MAPPING {
+        // No parked mapping was big enough: move the largest one here and
+        // grow it to the new size, so its resident pages serve the start of
+        // the new object and only the rest is faulted in fresh. The result
+        // is a single kernel mapping again, so it can be moved the same way
+        // later.
+        if let Some((old, old_size)) = segment::unpark_largest_below(map_size) {
+            // SAFETY: the parked mapping is ours again and unused, smaller
+            // than `map_size` and larger than `lead`; the fresh mapping at
+            // `base` holds nothing yet.
+            let moved = unsafe { os::move_pages(old as *mut u8, old_size, base, map_size) };
+            if moved {
+                if zeroed {
+                    // SAFETY: the moved pages are ours, inside the mapping;
+                    // the grown part is fresh, zero already.
+                    unsafe { base.add(lead).write_bytes(0, size.min(old_size - lead)) };
+                }
+            } else {
+                // A failed `mremap` with MREMAP_FIXED may already have
+                // unmapped the destination (and parts of the source): both
+                // ranges are lost to us — leaked, never touched or unmapped
+                // again, since another mapping may land there — and the
+                // object gets a mapping of its own.
+                base = os::map_aligned(map_size, map_align);
+                if base.is_null() {
+                    return base;
+                }
+            }
+        }
     }
     let user = base as usize + lead;
     if !os::is_user_address(base as usize + map_size - 1) {
@@ -102,7 +155,7 @@ fn alloc_inner(size: usize, align: usize, zeroed: bool) -> *mut u8 {
         return core::ptr::null_mut();
     }
     // SAFETY: a fresh mapping of `map_size` bytes holding `user`.
-    unsafe { publish(base as usize, map_size, map_align, user) }
+    unsafe { publish(base as usize, map_size, map_align, user, size) }
 }
 
 /// Writes the header of a large object and registers it.
@@ -110,7 +163,13 @@ fn alloc_inner(size: usize, align: usize, zeroed: bool) -> *mut u8 {
 /// # Safety
 /// `base..base + map_size` must be a mapping we own, aligned to `map_align`,
 /// with `user` placed in it as the module docs describe.
-unsafe fn publish(base: usize, map_size: usize, map_align: usize, user: usize) -> *mut u8 {
+unsafe fn publish(
+    base: usize,
+    map_size: usize,
+    map_align: usize,
+    user: usize,
+    size: usize,
+) -> *mut u8 {
     // SAFETY: the header address lies inside the mapping (see the module
     // docs), writable and aligned.
     unsafe {
@@ -120,6 +179,7 @@ unsafe fn publish(base: usize, map_size: usize, map_align: usize, user: usize) -
             map_base: base,
             map_size,
             map_align,
+            size: AtomicUsize::new(size),
         });
     }
     address_map::mark(user - 1, Granule::Large);
@@ -186,32 +246,50 @@ pub unsafe fn free(ptr: *mut u8) {
     let h = unsafe { header(ptr) };
     let (base, size, align) = (h.map_base, h.map_size, h.map_align);
     address_map::clear(ptr as usize - 1);
-    if align == SEGMENT_SIZE && segment::park(base, size) {
+    #[cfg(shoalloc_fault)]
+    let reuse = !crate::fault::is_armed(crate::fault::Fault::NoHugeReuse);
+    #[cfg(not(shoalloc_fault))]
+    let reuse = true;
+    if reuse && align == SEGMENT_SIZE && segment::park(base, size) {
         return;
     }
     // SAFETY: the whole mapping belongs to this object, which the caller gives up.
     unsafe { os::unmap(base as *mut u8, size, align) };
 }
 
-/// Resizes in place when `new_size` fits the mapping and would not leave more
-/// than half of it unused; returns whether it did. When the object shrinks,
-/// the whole pages past its new end go back to the OS (`MADV_DONTNEED`): they
-/// stay mapped, so growing in place again later reads them as zero.
+/// Resizes in place when `new_size` fits the mapping and is more than half
+/// the object's size (the smaller of `old_size` and the size last asked
+/// for); returns whether it did. When the object shrinks,
+/// the whole pages past its new end, to the mapping's end, go back to the OS
+/// (`MADV_DONTNEED`): they stay mapped, so growing in place again later reads
+/// them as zero.
 ///
 /// # Safety
 /// `ptr` must be a live large object of at least `old_size` bytes.
 pub unsafe fn resize_in_place(ptr: *mut u8, old_size: usize, new_size: usize) -> bool {
     // SAFETY: forwarded contract.
     let usable = unsafe { usable_size(ptr) };
-    if new_size > usable || new_size <= usable / 2 {
+    // SAFETY: forwarded contract.
+    let h = unsafe { header(ptr) };
+    // Half of the object's own size, not of the mapping: a reused mapping
+    // may be larger than the object was (see the module docs). C's realloc
+    // passes the whole usable size as `old_size`; the header knows better.
+    let size = h.size.load(Ordering::Relaxed).min(old_size);
+    if new_size > usable || new_size <= size / 2 {
         return false;
     }
-    let keep = (ptr as usize + new_size).next_multiple_of(PAGE);
-    let used = (ptr as usize + old_size).next_multiple_of(PAGE);
-    if used > keep {
-        // SAFETY: whole pages inside the object's mapping, past its new size,
-        // whose contents the caller no longer needs.
-        unsafe { os::decommit(keep as *mut u8, used - keep) };
+    h.size.store(new_size, Ordering::Relaxed);
+    if new_size < old_size {
+        // Up to the mapping's end, not the old size's: a reused mapping may
+        // hold resident pages past the object.
+        let keep = (ptr as usize + new_size).next_multiple_of(PAGE);
+        let end = ptr as usize + usable;
+        if end > keep {
+            // SAFETY: whole pages inside the object's mapping (its end is a
+            // page boundary), past its new size, whose contents the caller
+            // no longer needs.
+            unsafe { os::decommit(keep as *mut u8, end - keep) };
+        }
     }
     true
 }

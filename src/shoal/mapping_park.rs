@@ -4,7 +4,7 @@
 //! faulted in and zeroed again; programs that allocate and free buffers of a
 //! few hundred KiB in a loop would pay that every time. So freed mappings are
 //! parked in a fixed number of entries, up to a byte cap, and reused by the next
-//! request they fit without wasting more than half of them.
+//! request they fit (the smallest that fits).
 //!
 //! # Protocol
 //! An entry is one atomic word: `page number of the base << 20 | page count`,
@@ -78,27 +78,59 @@ impl<const ENTRIES: usize> MappingPark<ENTRIES> {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// A parked mapping of at least `need` bytes and at most twice that,
-    /// removed from the park: `(base, size)`.
-    pub fn take(&self, need: usize) -> Option<(usize, usize)> {
-        if self.bytes.load(Ordering::Relaxed) < need {
-            return None;
-        }
-        for entry in &self.entries {
-            let word = entry.load(Ordering::Relaxed);
-            if word == 0 {
-                continue;
+    /// The smallest parked mapping of `need..=max` bytes, removed from the
+    /// park: `(base, size)`. Best fit, so that big mappings stay for big
+    /// requests.
+    pub fn take(&self, need: usize, max: usize) -> Option<(usize, usize)> {
+        // A CAS lost to a racing take or park means the entries changed:
+        // look again, a few times, then give up (the caller maps afresh).
+        for _ in 0..4 {
+            if self.bytes.load(Ordering::Relaxed) < need {
+                return None;
             }
-            let (base, size) = unpack(word);
-            if size < need || size / 2 > need {
-                continue;
+            let mut best: Option<(&AtomicU64, u64, usize)> = None;
+            for entry in &self.entries {
+                let word = entry.load(Ordering::Relaxed);
+                if word == 0 {
+                    continue;
+                }
+                let size = unpack(word).1;
+                if (need..=max).contains(&size) && best.is_none_or(|(_, _, s)| size < s) {
+                    best = Some((entry, word, size));
+                }
             }
+            let (entry, word, size) = best?;
             if entry
                 .compare_exchange(word, 0, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 self.bytes.fetch_sub(size, Ordering::Relaxed);
-                return Some((base, size));
+                return Some(unpack(word));
+            }
+        }
+        None
+    }
+
+    /// The largest parked mapping of more than one page and less than
+    /// `below` bytes, removed from the park.
+    pub fn take_largest(&self, below: usize) -> Option<(usize, usize)> {
+        for _ in 0..4 {
+            let mut best: Option<(&AtomicU64, u64, usize)> = None;
+            for entry in &self.entries {
+                let word = entry.load(Ordering::Relaxed);
+                let size = unpack(word).1;
+                if word != 0 && size > PAGE && size < below && best.is_none_or(|(_, _, s)| size > s)
+                {
+                    best = Some((entry, word, size));
+                }
+            }
+            let (entry, word, size) = best?;
+            if entry
+                .compare_exchange(word, 0, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.bytes.fetch_sub(size, Ordering::Relaxed);
+                return Some(unpack(word));
             }
         }
         None
@@ -168,11 +200,21 @@ mod tests {
         assert!(park.park(0x2000_0000, 2 * PAGE));
         assert!(!park.park(0x3000_0000, PAGE), "no free entry");
         assert_eq!(park.bytes(), 6 * PAGE);
-        // 4 pages would waste more than half for 1 page; 2 pages would not.
-        assert_eq!(park.take(PAGE), Some((0x2000_0000, 2 * PAGE)));
-        assert_eq!(park.take(5 * PAGE), None, "nothing large enough");
-        assert_eq!(park.take(3 * PAGE), Some((0x1000_0000, 4 * PAGE)));
+        // Best fit: 1 page takes the 2-page mapping, not the 4-page one.
+        assert_eq!(park.take(PAGE, usize::MAX), Some((0x2000_0000, 2 * PAGE)));
+        assert_eq!(
+            park.take(5 * PAGE, usize::MAX),
+            None,
+            "nothing large enough"
+        );
+        assert_eq!(park.take(PAGE, 3 * PAGE), None, "nothing small enough");
+        assert_eq!(park.take(PAGE, 4 * PAGE), Some((0x1000_0000, 4 * PAGE)));
         assert_eq!(park.bytes(), 0);
-        assert_eq!(park.take(PAGE), None);
+        assert_eq!(park.take(PAGE, usize::MAX), None);
+        assert!(park.park(0x1000_0000, 2 * PAGE));
+        assert!(park.park(0x2000_0000, 3 * PAGE));
+        assert_eq!(park.take_largest(3 * PAGE), Some((0x1000_0000, 2 * PAGE)));
+        assert_eq!(park.take_largest(usize::MAX), Some((0x2000_0000, 3 * PAGE)));
+        assert_eq!(park.take_largest(usize::MAX), None);
     }
 }

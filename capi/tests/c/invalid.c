@@ -1,8 +1,9 @@
 /*
  * Misuse that libshoalloc.so must detect: each mode passes a pointer that
- * shoalloc did not hand out. The process must die with SIGABRT after
- * printing "shoalloc: <function>(0x...): invalid pointer ..." on stderr.
- * Returning from main (exit 0) is the failure.
+ * shoalloc did not hand out, or frees a block twice. The process must die
+ * with SIGABRT after printing "shoalloc: <function>(0x...): invalid pointer
+ * ..." (or, for an immediate double free of a small block, "shoalloc: double
+ * free ...") on stderr. Returning from main (exit 0) is the failure.
  */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -29,6 +30,10 @@ int main(int argc, char **argv) {
         free(p);
     } else if (strcmp(mode, "free-glibc") == 0) {
         free(__libc_malloc(32));
+    } else if (strcmp(mode, "double-free-small") == 0) {
+        p = malloc(32);
+        free(p);
+        free(p);
     } else if (strcmp(mode, "double-free-large") == 0) {
         p = malloc(1 << 20);
         free(p);
