@@ -10,7 +10,9 @@
 //! One switch per [`Fault`], set with [`set`] and read with [`is_armed`], for
 //! both allocators. Each switch is read on a slow path only (a thread-cache
 //! refill, an uncached allocation, a thread's exit hook, a pool's cache
-//! flush) or, in `GilAlloc`, under its lock.
+//! flush) or, in `GilAlloc`, under its lock — except
+//! [`Fault::TrustInteriorPointers`], read on C `free`'s classification, which
+//! is the path it breaks.
 
 use crate::shoal::size_class::NUM_CLASSES;
 use crate::sync::statics::{AtomicBool, AtomicPtr, Ordering};
@@ -51,9 +53,14 @@ pub enum Fault {
     /// are unmapped at once) and no parked mapping's pages are moved into a
     /// new one, as in an allocator that maps every huge object afresh.
     NoHugeReuse,
+    /// C `free`'s classification trusts any address inside a page of small
+    /// blocks: it skips the block-boundary and last-block checks, so an
+    /// interior pointer or one into a page's slack counts as a block, as in
+    /// an allocator that derives the class from the page alone.
+    TrustInteriorPointers,
 }
 
-const FAULTS: usize = 5;
+const FAULTS: usize = 6;
 
 static ARMED: [AtomicBool; FAULTS] = [const { AtomicBool::new(false) }; FAULTS];
 

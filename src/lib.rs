@@ -136,6 +136,13 @@ pub mod internals {
     #[cfg(not(loom))]
     pub type ShoalLocked = crate::Shoal<LockedCached>;
 
+    /// Where blocks sit: segment and page geometry, for the tests that aim
+    /// pointers at a page's slack or a segment's header.
+    #[cfg(not(loom))]
+    pub mod geometry {
+        pub use crate::shoal::segment::{page_capacity, page_units, SEGMENT_SIZE, UNIT};
+    }
+
     /// The fault switches (fault-injection builds only).
     #[cfg(all(shoalloc_fault, not(loom)))]
     pub mod fault {

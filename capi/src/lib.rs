@@ -44,7 +44,16 @@
 //! `shoalloc: free(0x…): invalid pointer …` — and the process is stopped
 //! with `abort()` (`SIGABRT`), as glibc does for the pointers it can detect.
 //! Nothing is allocated on that path. A second `free` of a *small* block is
-//! not detected (the block is still a block boundary of one of our segments).
+//! detected when it follows the first directly in the same thread (the block
+//! is then the head of the thread's list: `shoalloc: double free …`, abort);
+//! a later one is not (the block is still a block boundary of one of our
+//! segments).
+//!
+//! The check costs little: the address map's word for the pointer's 4 MiB
+//! granule, then the descriptor of its 64 KiB unit, which names the page's
+//! class and first unit; a multiplication tests the block boundary (no
+//! division) and a table entry the page's last block. That descriptor is all
+//! a small `free` reads before the thread cache takes the block.
 //!
 //! ## Why this is safe to preload
 //! * **No allocation through Rust.** Nothing here uses `format!`, `Vec`,

@@ -5,8 +5,8 @@
 use super::address_map::{self, Granule};
 use super::large;
 use super::medium;
-use super::segment::{header_of, page_capacity, span_at, Span, SEGMENT_SIZE};
-use super::size_class::{class_for, is_block_boundary, CLASS_SIZE};
+use super::segment::{block_class_at, span_at, Span, SEGMENT_SIZE};
+use super::size_class::{class_for, CLASS_SIZE};
 use super::small_path::{self, SmallPath, ThreadCached};
 use core::alloc::{GlobalAlloc, Layout};
 use core::marker::PhantomData;
@@ -113,6 +113,56 @@ fn kind_of(size: usize, align: usize) -> Kind {
     }
 }
 
+/// The class of `ptr` if it is a block boundary of one of our pages of small
+/// blocks, else `None` (medium, large, foreign, null, interior). Reads only
+/// memory the address map vouches for, and segments are never unmapped, so
+/// any pointer is safe to ask about.
+///
+/// A pointer `p` we handed out is looked up by the granule of `p - 1`, which
+/// holds the header of its segment even when `p` ends a segment's last
+/// block at the granule's end.
+#[inline(always)]
+fn small_block(ptr: *const u8) -> Option<usize> {
+    let addr = ptr as usize;
+    // Null wraps to an address the map never covers.
+    let before = addr.wrapping_sub(1);
+    if address_map::lookup(before) != Granule::Small {
+        return None;
+    }
+    let base = before & !(SEGMENT_SIZE - 1);
+    // SAFETY: the address map marks a published segment at `base` (marks are
+    // set after the header and descriptors are written, with Release, and
+    // never cleared for segments), and `addr - base` is in 1..=SEGMENT_SIZE.
+    unsafe { block_class_at(base, addr) }
+}
+
+/// [`Shoal::owner`] for a pointer that [`small_block`] said is not a small
+/// block: a medium object, a large object or foreign.
+///
+/// # Safety
+/// [`Shoal::owner`]'s precondition.
+unsafe fn owner_not_small(ptr: *const u8) -> Owner {
+    let addr = ptr as usize;
+    let before = addr.wrapping_sub(1);
+    match address_map::lookup(before) {
+        Granule::Small => {
+            let base = before & !(SEGMENT_SIZE - 1);
+            if addr - base >= SEGMENT_SIZE {
+                return Owner::Foreign;
+            }
+            // SAFETY: `addr` lies in the segment the address map vouches for.
+            match unsafe { span_at(addr) } {
+                Span::Medium { start, .. } if addr == start => Owner::Medium,
+                _ => Owner::Foreign,
+            }
+        }
+        // SAFETY: the caller promises no concurrent free of the large
+        // object whose header starts this granule.
+        Granule::Large if unsafe { large::is_large(ptr.cast_mut()) } => Owner::Large,
+        _ => Owner::Foreign,
+    }
+}
+
 impl Shoal {
     /// A handle to the process-wide heap.
     pub const fn new() -> Self {
@@ -153,44 +203,11 @@ impl Shoal {
     /// always meets it. Small blocks are safe for any pointer: segments are
     /// never unmapped.
     pub unsafe fn owner(ptr: *const u8) -> Owner {
-        let addr = ptr as usize;
-        if addr == 0 {
-            return Owner::Foreign;
+        if let Some(class) = small_block(ptr) {
+            return Owner::Small(class);
         }
-        match address_map::lookup(addr - 1) {
-            Granule::Small => {
-                // The header of the granule of `addr - 1`, the one the address
-                // map vouched for (for a pointer at a granule start, `ptr`'s
-                // own granule may be unmapped).
-                // SAFETY: the address map says a segment starts there, and
-                // segments are never unmapped.
-                let header = unsafe { header_of((addr - 1) as *const u8) };
-                let base = (addr - 1) & !(SEGMENT_SIZE - 1);
-                if !header.is_valid() || addr - base >= SEGMENT_SIZE {
-                    return Owner::Foreign;
-                }
-                // SAFETY: `addr` lies in that segment.
-                match unsafe { span_at(addr) } {
-                    Span::Page { class, start } if addr >= start => {
-                        let delta = addr - start;
-                        let size = CLASS_SIZE[class] as usize;
-                        if is_block_boundary(class, delta)
-                            && delta + size <= page_capacity(class) as usize * size
-                        {
-                            Owner::Small(class)
-                        } else {
-                            Owner::Foreign
-                        }
-                    }
-                    Span::Medium { start, .. } if addr == start => Owner::Medium,
-                    _ => Owner::Foreign,
-                }
-            }
-            // SAFETY: the caller promises no concurrent free of the large
-            // object whose header starts this granule.
-            Granule::Large if unsafe { large::is_large(ptr.cast_mut()) } => Owner::Large,
-            _ => Owner::Foreign,
-        }
+        // SAFETY: forwarded precondition.
+        unsafe { owner_not_small(ptr) }
     }
 
     /// Frees a pointer without knowing its layout (C `free`).
@@ -201,13 +218,31 @@ impl Shoal {
     /// # Safety
     /// If `ptr` is ours, it must be live and is not used afterwards; and
     /// [`Shoal::owner`]'s precondition holds for `ptr`.
+    #[inline]
     pub unsafe fn free_unsized(ptr: *mut u8) -> Result<(), ForeignPointer> {
+        // The trusted path first: a block of ours costs one address-map word
+        // and one descriptor more than a sized `dealloc`.
+        if let Some(class) = small_block(ptr) {
+            // SAFETY: a block of `class` of ours, given up by the caller.
+            unsafe { ThreadCached::free(class, ptr) };
+            return Ok(());
+        }
+        // SAFETY: forwarded contract.
+        unsafe { Self::free_not_small(ptr) }
+    }
+
+    /// [`Self::free_unsized`] of anything but a small block: out of line,
+    /// so the small path keeps its registers.
+    ///
+    /// # Safety
+    /// As [`Self::free_unsized`].
+    #[inline(never)]
+    unsafe fn free_not_small(ptr: *mut u8) -> Result<(), ForeignPointer> {
         // SAFETY: forwarded precondition.
-        let kind = match unsafe { Self::owner(ptr) } {
-            Owner::Small(class) => Kind::Small(class),
+        let kind = match unsafe { owner_not_small(ptr) } {
             Owner::Medium => Kind::Medium,
             Owner::Large => Kind::Huge,
-            Owner::Foreign => return Err(ForeignPointer),
+            Owner::Small(_) | Owner::Foreign => return Err(ForeignPointer),
         };
         // SAFETY: a live object of that kind, given up by the caller.
         unsafe { Self::free_as(kind, ptr) };

@@ -47,7 +47,7 @@ pub mod locked;
 mod medium;
 pub mod page;
 #[cfg(not(loom))]
-mod segment;
+pub(crate) mod segment;
 #[cfg(not(loom))]
 pub mod small_path;
 #[cfg(not(loom))]

@@ -44,7 +44,7 @@ use super::address_map::{self, Granule, GRANULE_SHIFT};
 use super::mapping_park::MappingPark;
 use super::page::Anchor;
 use super::pool::{Backing, FreeBlock};
-use super::size_class::{CLASS_SIZE, NUM_CLASSES};
+use super::size_class::{is_block_boundary, CLASS_SIZE, NUM_CLASSES};
 use super::stack::{NodeSpace, HANDLE_BITS};
 use super::units::{run_mask, UnitMap, UNITS};
 use crate::options;
@@ -80,7 +80,8 @@ const _: () = {
     }
 };
 
-/// Tells a segment header from arbitrary memory when a C `free` is checked.
+/// Marks a segment's first word, for whoever reads a memory dump. Nothing
+/// checks it: the address map alone says where segments are.
 const SEGMENT_MAGIC: u64 = 0x5348_4f41_4c53_4547; // "SHOALSEG"
 
 /// What a unit's descriptor says its span holds.
@@ -307,11 +308,56 @@ pub unsafe fn span_at(addr: usize) -> Span {
     }
 }
 
-impl SegmentHeader {
-    /// `true` if this looks like a segment header of ours (for C `free`).
-    pub fn is_valid(&self) -> bool {
-        self.magic == SEGMENT_MAGIC
+/// Offset of the last block of a page of each class from the page's start:
+/// a block boundary beyond it lies past the page's blocks.
+const LAST_BLOCK: [u32; NUM_CLASSES] = {
+    let mut table = [0u32; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        table[c] = (page_capacity(c) - 1) * CLASS_SIZE[c];
+        c += 1;
     }
+    table
+};
+
+/// The class of the small block that starts at `addr`, if `addr` is a block
+/// boundary of a page of small blocks in the segment at `base`; `None` for
+/// anything else there (the header unit, free units, a medium object, an
+/// interior pointer, the slack after a page's last block). `addr` may be
+/// `base + SEGMENT_SIZE` (a pointer one past the segment's end), which is
+/// read as unit 0, the header's, and so is never a block.
+///
+/// C `free`'s trusted path: one descriptor (two adjacent words), one table
+/// entry per class, one multiplication — no division and no second header
+/// read (the address map's mark already vouches for the segment).
+///
+/// Unsynchronised with a concurrent reuse of the span, the two words may
+/// come from different owners of a unit; the answer is then some block
+/// boundary of one of its pages or `None`, never an address outside the
+/// segment. A pointer that is a live block of ours has a stable descriptor.
+///
+/// # Safety
+/// `base` is the base of a published segment (the address map marks it),
+/// and `addr - base` is in `1 ..= SEGMENT_SIZE`.
+#[inline(always)]
+pub unsafe fn block_class_at(base: usize, addr: usize) -> Option<usize> {
+    let unit = ((addr - base) >> UNIT_SHIFT) as u32 & (UNITS - 1);
+    let d = desc_at(base, unit);
+    let class = d.kind.load(Ordering::Relaxed) as usize;
+    if class >= NUM_CLASSES {
+        return None;
+    }
+    let first = d.span.load(Ordering::Relaxed) & 0xff;
+    let delta = addr.wrapping_sub(base + first as usize * UNIT);
+    #[cfg(all(shoalloc_fault, not(loom)))]
+    if crate::fault::is_armed(crate::fault::Fault::TrustInteriorPointers) {
+        return (first >= 1).then_some(class);
+    }
+    // Below the page's start, `delta` wraps far above any page.
+    if delta > LAST_BLOCK[class] as usize || !is_block_boundary(class, delta as u32) {
+        return None;
+    }
+    Some(class)
 }
 
 // SAFETY: block handles name a block inside a mapped segment (`handle_of`),

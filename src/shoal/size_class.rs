@@ -119,31 +119,32 @@ pub const fn class_for(size: usize, align: usize) -> Option<usize> {
     None
 }
 
-/// `ceil(2^40 / size)` per class: turns the division in
-/// [`is_block_boundary`] into a multiplication.
-const RECIPROCAL: [u64; NUM_CLASSES] = build_reciprocals();
+/// `ceil(2^64 / size)` per class (wrapping to 0 for a size of 1, which no
+/// class has): turns the remainder in [`is_block_boundary`] into one
+/// multiplication and one comparison.
+const DIVISIBILITY: [u64; NUM_CLASSES] = build_divisibility();
 
-const fn build_reciprocals() -> [u64; NUM_CLASSES] {
+const fn build_divisibility() -> [u64; NUM_CLASSES] {
     let mut table = [0u64; NUM_CLASSES];
     let mut c = 0;
     while c < NUM_CLASSES {
-        table[c] = (1u64 << 40).div_ceil(CLASS_SIZE[c] as u64);
+        table[c] = (u64::MAX / CLASS_SIZE[c] as u64) + 1;
         c += 1;
     }
     table
 }
 
-/// `true` if `delta` (bytes past a segment's first block, below 4 MiB) is a
+/// `true` if `delta` (bytes past the first block of a page, below 2^32) is a
 /// multiple of the class size — the check C `free` makes on every pointer.
 ///
-/// Exact without a division: with `m = ceil(2^40 / s)`, `delta * m / 2^40`
-/// exceeds `delta / s` by less than `delta / 2^40 < 2^-18 <= 1/s`, which never
-/// carries the quotient past the next integer, so the floor is `delta / s`.
-#[inline]
-pub const fn is_block_boundary(class: usize, delta: usize) -> bool {
-    debug_assert!(delta < 1 << 22);
-    let q = (delta as u64 * RECIPROCAL[class]) >> 40;
-    q * CLASS_SIZE[class] as u64 == delta as u64
+/// No division: with `c = ceil(2^64 / s)`, the low 64 bits of `delta * c`
+/// are `(delta mod s) * c` up to an error below `c` that only a zero
+/// remainder leaves under `c` (Lemire, Kaser and Kurz, "Faster remainder by
+/// direct computation", 2019: exact for 32-bit dividends and divisors).
+#[inline(always)]
+pub const fn is_block_boundary(class: usize, delta: u32) -> bool {
+    let c = DIVISIBILITY[class];
+    (delta as u64).wrapping_mul(c) < c
 }
 
 /// The largest power of two dividing `size`, capped at 4096.
@@ -274,17 +275,22 @@ mod tests {
     fn block_boundaries_match_the_remainder() {
         for (class, &size) in CLASS_SIZE.iter().enumerate() {
             let size = size as usize;
+            // Every offset a page of up to 1 MiB can hold, and beyond.
             let step = if size < 4096 { 1 } else { 7 };
-            for delta in (0..(1 << 22)).step_by(step) {
+            for delta in (0..(1usize << 22)).step_by(step) {
                 assert_eq!(
-                    is_block_boundary(class, delta),
+                    is_block_boundary(class, delta as u32),
                     delta % size == 0,
                     "class {class} delta {delta}"
                 );
             }
             for k in 0..(1 << 22) / size {
-                assert!(is_block_boundary(class, k * size));
-                assert!(!is_block_boundary(class, k * size + 8));
+                assert!(is_block_boundary(class, (k * size) as u32));
+                assert!(!is_block_boundary(class, (k * size + 8) as u32));
+            }
+            // The top of the 32-bit range, where the proof is tightest.
+            for delta in (u32::MAX - (1 << 20)..=u32::MAX).step_by(3) {
+                assert_eq!(is_block_boundary(class, delta), delta as usize % size == 0);
             }
         }
     }
