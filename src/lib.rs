@@ -61,7 +61,7 @@ mod gil;
 #[cfg(not(loom))]
 pub use gil::{GilAlloc, GilStats};
 #[cfg(not(loom))]
-pub use shoal::{ForeignPointer, Owner, Shoal};
+pub use shoal::{ForeignPointer, Owner, Shoal, ShoalSecure};
 #[cfg(not(loom))]
 pub use typed_pool::{OwnedPooled, Pool, PoolBuilder, Pooled, Recycle};
 

@@ -22,7 +22,7 @@ fn on_every_allocator(check: impl Fn(&dyn std::alloc::GlobalAlloc) -> Result<(),
 }
 
 proptest! {
-    // 256 cases, each run on all four allocators.
+    // 256 cases, each run on every allocator.
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]

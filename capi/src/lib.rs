@@ -10,6 +10,16 @@
 //! ```
 //!
 //! (`target/` is the workspace's target directory; `CARGO_TARGET_DIR` moves it.)
+//!
+//! ## The secure build: `libshoalloc_secure.so`
+//! The same source built with the feature `secure` (the workspace member
+//! `capi-secure/` does so: `cargo build --release -p shoalloc-capi-secure` →
+//! `target/release/libshoalloc_secure.so`) serves every call from
+//! `shoalloc::ShoalSecure`: a state byte per small block, so every double
+//! free (not only an immediate one), every free of an interior or foreign
+//! pointer, and a free-list link overwritten after a free (a use-after-free
+//! write, or an overflow into a free block) end in a message and `abort()`.
+//! What it costs is measured by the benchmarks (`shoal-secure`).
 //! The Rust library `shoalloc` itself exports none of these symbols: only this
 //! crate, which links it under the name `shoal`, does.
 //!
@@ -46,8 +56,9 @@
 //! Nothing is allocated on that path. A second `free` of a *small* block is
 //! detected when it follows the first directly in the same thread (the block
 //! is then the head of the thread's list: `shoalloc: double free …`, abort);
-//! a later one is not (the block is still a block boundary of one of our
-//! segments).
+//! a later one only by the secure build (otherwise the block is still a
+//! block boundary of one of our segments, and nothing records that it is
+//! free).
 //!
 //! The check costs little: the address map's word for the pointer's 4 MiB
 //! granule, then the descriptor of its 64 KiB unit, which names the page's
@@ -118,7 +129,10 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
 use shoal::internals::PAGE;
-use shoal::Shoal;
+#[cfg(not(feature = "secure"))]
+use shoal::Shoal as Heap;
+#[cfg(feature = "secure")]
+use shoal::ShoalSecure as Heap;
 
 /// The alignment `malloc` guarantees: `alignof(max_align_t)` on x86-64 and
 /// aarch64, and the smallest Shoal ever gives.
@@ -126,7 +140,7 @@ const MALLOC_ALIGN: usize = 16;
 
 /// The handle `calloc` uses for [`GlobalAlloc::alloc_zeroed`], which knows
 /// when fresh memory is already zero.
-const SHOAL: Shoal = Shoal::new();
+const HEAP: Heap = Heap::new();
 
 /// Stores `code` in this thread's `errno`.
 #[inline]
@@ -147,7 +161,7 @@ fn fail(code: c_int) -> *mut c_void {
 /// `errno = ENOMEM`.
 #[inline]
 fn alloc_or_enomem(size: usize, align: usize) -> *mut c_void {
-    let p = Shoal::allocate(size, align);
+    let p = Heap::allocate(size, align);
     if p.is_null() {
         return fail(libc::ENOMEM);
     }
@@ -183,7 +197,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     }
     // SAFETY: the caller gives up a live block; a foreign pointer is detected
     // by `free_unsized`, which then touches nothing.
-    if unsafe { Shoal::free_unsized(ptr.cast()) }.is_err() {
+    if unsafe { Heap::free_unsized(ptr.cast()) }.is_err() {
         invalid_pointer(b"free", ptr);
     }
 }
@@ -211,7 +225,7 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     // SAFETY: the layout's size is non-zero. `alloc_zeroed` zeroes small
     // blocks and relies on fresh mappings being zero for large objects, so a
     // large `calloc` touches no page.
-    let p = unsafe { SHOAL.alloc_zeroed(layout) };
+    let p = unsafe { HEAP.alloc_zeroed(layout) };
     if p.is_null() {
         return fail(libc::ENOMEM);
     }
@@ -223,7 +237,7 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 /// * `realloc(NULL, n)` is `malloc(n)`;
 /// * `realloc(p, 0)` frees `p` and returns null, as glibc does;
 /// * in place when `n` still maps to `p`'s size class, or when a large object
-///   can keep its mapping (the policy of [`Shoal::realloc_unsized`], shared
+///   can keep its mapping (the policy of `Shoal::realloc_unsized`, shared
 ///   with Rust's `GlobalAlloc::realloc`);
 /// * otherwise allocate, copy, free. If that allocation fails, `p` is left
 ///   untouched and null is returned with `errno = ENOMEM`.
@@ -245,7 +259,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     }
     // SAFETY: the caller says a pointer of ours is live and gives it up
     // unless we return null; a foreign pointer is detected and left alone.
-    match unsafe { Shoal::realloc_unsized(ptr.cast(), size, MALLOC_ALIGN) } {
+    match unsafe { Heap::realloc_unsized(ptr.cast(), size, MALLOC_ALIGN) } {
         Ok(p) if p.is_null() => fail(libc::ENOMEM),
         Ok(p) => p.cast(),
         Err(_) => invalid_pointer(b"realloc", ptr),
@@ -282,7 +296,7 @@ pub unsafe extern "C" fn posix_memalign(
     if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
         return libc::EINVAL;
     }
-    let p = Shoal::allocate(size.max(1), align);
+    let p = Heap::allocate(size.max(1), align);
     if p.is_null() {
         return libc::ENOMEM;
     }
@@ -332,7 +346,7 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
         return 0;
     }
     // SAFETY: the caller says a pointer of ours is live; others are detected.
-    match unsafe { Shoal::usable_size(ptr.cast()) } {
+    match unsafe { Heap::usable_size(ptr.cast()) } {
         Some(n) => n,
         None => invalid_pointer(b"malloc_usable_size", ptr),
     }

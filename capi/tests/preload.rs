@@ -36,14 +36,20 @@ use std::sync::OnceLock;
 /// The release `libshoalloc.so`, built on first use.
 fn lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(build_lib)
+    LIB.get_or_init(|| build_lib("shoalloc-capi", "libshoalloc.so"))
 }
 
-fn build_lib() -> PathBuf {
+/// The release `libshoalloc_secure.so` (the same source on `ShoalSecure`).
+fn secure_lib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| build_lib("shoalloc-capi-secure", "libshoalloc_secure.so"))
+}
+
+fn build_lib(package: &str, file: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let out = Command::new(cargo)
-        .args(["build", "--release", "-p", "shoalloc-capi"])
+        .args(["build", "--release", "-p", package])
         .args([
             "--message-format=json-render-diagnostics",
             "--manifest-path",
@@ -51,16 +57,16 @@ fn build_lib() -> PathBuf {
         .arg(manifest)
         .stderr(Stdio::inherit())
         .output()
-        .expect("cannot run cargo to build libshoalloc.so");
-    assert!(out.status.success(), "cargo build of libshoalloc.so failed");
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {file}: {e}"));
+    assert!(out.status.success(), "cargo build of {file} failed");
     let report = String::from_utf8_lossy(&out.stdout);
     let path = report
         .lines()
         .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
         .flat_map(|l| l.split('"'))
-        .find(|s| s.ends_with("/libshoalloc.so"))
+        .find(|s| s.ends_with(&format!("/{file}")))
         .map(PathBuf::from)
-        .expect("cargo reported no libshoalloc.so artifact");
+        .unwrap_or_else(|| panic!("cargo reported no {file} artifact"));
     assert!(path.is_file(), "{} does not exist", path.display());
     path
 }
@@ -252,35 +258,73 @@ fn dlopen_dlclose_of_tls_modules_in_threads() {
     );
 }
 
-#[test]
-fn invalid_pointers_abort_with_a_message() {
-    let dir = scratch("invalid");
-    let exe = compile_c("invalid", &dir);
-    for (mode, expected) in [
-        ("free-static", "shoalloc: free(0x"),
-        ("free-stack", "shoalloc: free(0x"),
-        ("free-interior", "shoalloc: free(0x"),
-        ("free-glibc", "shoalloc: free(0x"),
-        ("double-free-small", "shoalloc: double free"),
-        ("double-free-large", "shoalloc: free(0x"),
-        ("realloc", "shoalloc: realloc(0x"),
-        ("malloc_usable_size", "shoalloc: malloc_usable_size(0x"),
-    ] {
-        let out = preloaded(Command::new(&exe).arg(mode));
+/// The misuse every build detects: (mode of `invalid.c`, message).
+const DETECTED_BY_BOTH: [(&str, &str); 8] = [
+    ("free-static", "shoalloc: free(0x"),
+    ("free-stack", "shoalloc: free(0x"),
+    ("free-interior", "shoalloc: free(0x"),
+    ("free-glibc", "shoalloc: free(0x"),
+    ("double-free-small", "shoalloc: double free"),
+    ("double-free-large", "shoalloc: free(0x"),
+    ("realloc", "shoalloc: realloc(0x"),
+    ("malloc_usable_size", "shoalloc: malloc_usable_size(0x"),
+];
+
+/// The misuse only the secure build detects.
+const DETECTED_WHEN_SECURE: [(&str, &str); 4] = [
+    ("double-free-delayed", "shoalloc: double free"),
+    ("double-free-thread", "shoalloc: double free"),
+    ("write-after-free", "shoalloc: corrupted free list"),
+    ("overflow-into-free", "shoalloc: corrupted free list"),
+];
+
+/// Runs each mode of `invalid.c` on `library`: it must die with SIGABRT
+/// after printing the message.
+fn aborts_with_messages(library: &Path, dir: &Path, cases: &[(&str, &str)]) {
+    let exe = compile_c("invalid", dir);
+    for &(mode, expected) in cases {
+        let out = Command::new(&exe)
+            .arg(mode)
+            .env("LD_PRELOAD", library)
+            .output()
+            .expect("spawn");
         let stderr = text(&out.stderr);
         assert_eq!(
             out.status.signal(),
             Some(SIGABRT),
-            "mode {mode}: expected SIGABRT, got {:?}\nstdout: {}\nstderr: {stderr}",
+            "{}, mode {mode}: expected SIGABRT, got {:?}\nstdout: {}\nstderr: {stderr}",
+            library.display(),
             out.status,
             text(&out.stdout)
         );
         let pointer_message = expected.ends_with("(0x");
         assert!(
             stderr.contains(expected) && (!pointer_message || stderr.contains("invalid pointer")),
-            "mode {mode}: stderr lacks `{expected}`: {stderr}"
+            "{}, mode {mode}: stderr lacks `{expected}`: {stderr}",
+            library.display()
         );
     }
+}
+
+#[test]
+fn invalid_pointers_abort_with_a_message() {
+    aborts_with_messages(lib(), &scratch("invalid"), &DETECTED_BY_BOTH);
+}
+
+#[test]
+fn the_secure_library_detects_every_misuse() {
+    let dir = scratch("invalid-secure");
+    aborts_with_messages(secure_lib(), &dir, &DETECTED_BY_BOTH);
+    aborts_with_messages(secure_lib(), &dir, &DETECTED_WHEN_SECURE);
+    // Teeth: the default library lets a delayed double free pass (it is
+    // documented not to see one), so the harness would report a library
+    // that stopped detecting it.
+    let exe = compile_c("invalid", &dir);
+    let out = preloaded(Command::new(&exe).arg("double-free-delayed"));
+    assert!(
+        text(&out.stdout).contains("survived"),
+        "libshoalloc.so now detects a delayed double free; update the docs: {out:?}"
+    );
 }
 
 /// SIGABRT's number on Linux.

@@ -116,9 +116,29 @@ impl ThreadCache {
     /// cached blocks are handed out as blocks of `pool`.
     #[inline]
     pub unsafe fn alloc(&mut self, pool: &impl SharedPool, class: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe { self.alloc_checked(pool, class, |_| {}) }
+    }
+
+    /// [`Self::alloc`], showing `check` every block before its link is
+    /// followed: the secure small path validates there that a list still
+    /// leads to a free block of the class (a corrupted link aborts instead
+    /// of being dereferenced). `check` must not return unless the block is
+    /// one of ours.
+    ///
+    /// # Safety
+    /// As [`Self::alloc`].
+    #[inline(always)]
+    pub unsafe fn alloc_checked(
+        &mut self,
+        pool: &impl SharedPool,
+        class: usize,
+        check: impl Fn(*mut FreeBlock),
+    ) -> *mut u8 {
         let list = &mut self.classes[class];
         let block = list.recent;
         if !block.is_null() {
+            check(block);
             // SAFETY: blocks on our lists are free blocks we own; `next` is
             // word 0, valid for every class.
             list.recent = unsafe { (*block).next };
@@ -127,19 +147,25 @@ impl ThreadCache {
         }
         let block = list.stock;
         if !block.is_null() {
+            check(block);
             // SAFETY: as above.
             list.stock = unsafe { (*block).next };
             list.stock_len -= 1;
             return block.cast();
         }
-        self.refill(pool, class)
+        self.refill(pool, class, check)
     }
 
     /// Both lists are empty: takes a batch from the shared pool into `stock`
     /// and returns its first block.
     #[cold]
     #[inline(never)]
-    fn refill(&mut self, pool: &impl SharedPool, class: usize) -> *mut u8 {
+    fn refill(
+        &mut self,
+        pool: &impl SharedPool,
+        class: usize,
+        check: impl Fn(*mut FreeBlock),
+    ) -> *mut u8 {
         let Some(batch) = pool.take(class, batch_len(class)) else {
             return null_mut();
         };
@@ -153,6 +179,7 @@ impl ThreadCache {
             list.stock_len = batch.len;
             return live;
         }
+        check(block);
         // SAFETY: the batch is ours; its head is a free block.
         list.stock = unsafe { (*block).next };
         list.stock_len = batch.len - 1;

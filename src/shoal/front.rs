@@ -5,7 +5,7 @@
 use super::address_map::{self, Granule};
 use super::large;
 use super::medium;
-use super::segment::{block_class_at, span_at, Span, SEGMENT_SIZE};
+use super::segment::{small_block, span_at, Span, SEGMENT_SIZE};
 use super::size_class::{class_for, CLASS_SIZE};
 use super::small_path::{self, SmallPath, ThreadCached};
 use core::alloc::{GlobalAlloc, Layout};
@@ -113,27 +113,17 @@ fn kind_of(size: usize, align: usize) -> Kind {
     }
 }
 
-/// The class of `ptr` if it is a block boundary of one of our pages of small
-/// blocks, else `None` (medium, large, foreign, null, interior). Reads only
-/// memory the address map vouches for, and segments are never unmapped, so
-/// any pointer is safe to ask about.
+/// [`Shoal::owner`], for every small path.
 ///
-/// A pointer `p` we handed out is looked up by the granule of `p - 1`, which
-/// holds the header of its segment even when `p` ends a segment's last
-/// block at the granule's end.
-#[inline(always)]
-fn small_block(ptr: *const u8) -> Option<usize> {
-    let addr = ptr as usize;
-    // Null wraps to an address the map never covers.
-    let before = addr.wrapping_sub(1);
-    if address_map::lookup(before) != Granule::Small {
-        return None;
+/// # Safety
+/// [`Shoal::owner`]'s precondition.
+#[inline]
+unsafe fn classify(ptr: *const u8) -> Owner {
+    if let Some(class) = small_block(ptr) {
+        return Owner::Small(class);
     }
-    let base = before & !(SEGMENT_SIZE - 1);
-    // SAFETY: the address map marks a published segment at `base` (marks are
-    // set after the header and descriptors are written, with Release, and
-    // never cleared for segments), and `addr - base` is in 1..=SEGMENT_SIZE.
-    unsafe { block_class_at(base, addr) }
+    // SAFETY: forwarded precondition.
+    unsafe { owner_not_small(ptr) }
 }
 
 /// [`Shoal::owner`] for a pointer that [`small_block`] said is not a small
@@ -186,9 +176,11 @@ impl Shoal {
     ///
     /// What it cannot tell: whether a block-boundary pointer into one of our
     /// segments is currently allocated. A block that was never handed out, or
-    /// was already freed, classifies as `Small` — so a double free of a small
-    /// block is not detected (one of a large object is: its address-map entry
-    /// is gone). Detecting it would need a per-block state bit.
+    /// was already freed, classifies as `Small` — so `Shoal` detects a double
+    /// free of a small block only when it follows the first directly in the
+    /// same thread (one of a large object always: its address-map entry is
+    /// gone). [`ShoalSecure`](super::ShoalSecure) keeps a state per block and
+    /// detects them all.
     ///
     /// # Safety
     /// During the call, no other thread frees a `Shoal` large object whose
@@ -203,11 +195,8 @@ impl Shoal {
     /// always meets it. Small blocks are safe for any pointer: segments are
     /// never unmapped.
     pub unsafe fn owner(ptr: *const u8) -> Owner {
-        if let Some(class) = small_block(ptr) {
-            return Owner::Small(class);
-        }
         // SAFETY: forwarded precondition.
-        unsafe { owner_not_small(ptr) }
+        unsafe { classify(ptr) }
     }
 
     /// Frees a pointer without knowing its layout (C `free`).
@@ -220,22 +209,75 @@ impl Shoal {
     /// [`Shoal::owner`]'s precondition holds for `ptr`.
     #[inline]
     pub unsafe fn free_unsized(ptr: *mut u8) -> Result<(), ForeignPointer> {
+        // SAFETY: forwarded contract.
+        unsafe { Self::unsized_free(ptr) }
+    }
+
+    /// Usable bytes at `ptr`, or `None` if it is not ours.
+    ///
+    /// # Safety
+    /// If `ptr` is ours, it must be live; and [`Shoal::owner`]'s precondition
+    /// holds for `ptr`.
+    pub unsafe fn usable_size(ptr: *const u8) -> Option<usize> {
+        // SAFETY: forwarded contract.
+        unsafe { Self::unsized_usable(ptr) }
+    }
+
+    /// Resizes the block at `ptr` without knowing its layout (C `realloc`):
+    /// `Ok(ptr)` when it stays in place, `Ok(new)` after moving the first
+    /// `min(usable, new_size)` bytes to a block aligned to `align` (and
+    /// freeing `ptr`), `Ok(null)` when that allocation failed or `align` is
+    /// not a power of two (then `ptr` is untouched and still live), and
+    /// `Err(ForeignPointer)` when `ptr` is not ours (then nothing is
+    /// touched). The same in-place policy as `GlobalAlloc::realloc`, with all
+    /// usable bytes counted as live. A block placed more strictly aligned
+    /// than `align` may lose that alignment when it moves.
+    ///
+    /// # Safety
+    /// If `ptr` is ours, it must be live, and unless the result is `Ok(null)`
+    /// it is not used afterwards; and [`Shoal::owner`]'s precondition holds
+    /// for `ptr`.
+    pub unsafe fn realloc_unsized(
+        ptr: *mut u8,
+        new_size: usize,
+        align: usize,
+    ) -> Result<*mut u8, ForeignPointer> {
+        // SAFETY: forwarded contract.
+        unsafe { Self::unsized_realloc(ptr, new_size, align) }
+    }
+}
+
+/// The layout-free operations behind C `free`, `realloc` and
+/// `malloc_usable_size`, for any small path; [`Shoal`] and
+/// [`ShoalSecure`](super::ShoalSecure) export them (one public name per
+/// type, so `Shoal::free_unsized` never needs a type annotation).
+impl<P: SmallPath> Shoal<P> {
+    /// Frees a pointer without knowing its layout: see [`Shoal::free_unsized`].
+    ///
+    /// Returns `Err(ForeignPointer)` and touches nothing when [`Shoal::owner`]
+    /// recognises `ptr` as not ours; the caller decides how to report it.
+    ///
+    /// # Safety
+    /// If `ptr` is ours, it must be live and is not used afterwards; and
+    /// [`Shoal::owner`]'s precondition holds for `ptr`.
+    #[inline]
+    pub(super) unsafe fn unsized_free(ptr: *mut u8) -> Result<(), ForeignPointer> {
         // The trusted path first: a block of ours costs one address-map word
         // and one descriptor more than a sized `dealloc`.
         if let Some(class) = small_block(ptr) {
             // SAFETY: a block of `class` of ours, given up by the caller.
-            unsafe { ThreadCached::free(class, ptr) };
+            unsafe { P::free(class, ptr) };
             return Ok(());
         }
         // SAFETY: forwarded contract.
         unsafe { Self::free_not_small(ptr) }
     }
 
-    /// [`Self::free_unsized`] of anything but a small block: out of line,
+    /// [`Shoal::free_unsized`] of anything but a small block: out of line,
     /// so the small path keeps its registers.
     ///
     /// # Safety
-    /// As [`Self::free_unsized`].
+    /// As [`Shoal::free_unsized`] (for `P`'s blocks).
     #[inline(never)]
     unsafe fn free_not_small(ptr: *mut u8) -> Result<(), ForeignPointer> {
         // SAFETY: forwarded precondition.
@@ -254,9 +296,9 @@ impl Shoal {
     /// # Safety
     /// If `ptr` is ours, it must be live; and [`Shoal::owner`]'s precondition
     /// holds for `ptr`.
-    pub unsafe fn usable_size(ptr: *const u8) -> Option<usize> {
+    pub(super) unsafe fn unsized_usable(ptr: *const u8) -> Option<usize> {
         // SAFETY: the caller's promise.
-        match unsafe { Self::owner(ptr) } {
+        match unsafe { classify(ptr) } {
             Owner::Small(class) => Some(CLASS_SIZE[class] as usize),
             // SAFETY: a live medium object.
             Owner::Medium => Some(unsafe { medium::usable_size(ptr.cast_mut()) }),
@@ -280,13 +322,13 @@ impl Shoal {
     /// If `ptr` is ours, it must be live, and unless the result is `Ok(null)`
     /// it is not used afterwards; and [`Shoal::owner`]'s precondition holds
     /// for `ptr`.
-    pub unsafe fn realloc_unsized(
+    pub(super) unsafe fn unsized_realloc(
         ptr: *mut u8,
         new_size: usize,
         align: usize,
     ) -> Result<*mut u8, ForeignPointer> {
         // SAFETY: the caller's promise.
-        let (kind, usable) = match unsafe { Self::owner(ptr) } {
+        let (kind, usable) = match unsafe { classify(ptr) } {
             Owner::Small(class) => (Kind::Small(class), CLASS_SIZE[class] as usize),
             // SAFETY: a live medium object.
             Owner::Medium => (Kind::Medium, unsafe { medium::usable_size(ptr) }),

@@ -21,7 +21,8 @@
 //!
 //! Imports go downwards only: `size_class` → `stack` → `units` → `page` →
 //! `pool` → `address_map` → `mapping_park` → `segment` → `large` → `cache`
-//! → `thread` → `small_path` → `medium` → `locked` → `front`, with
+//! → `block_state` → `thread` → `small_path` → `medium` → `locked` → `front`
+//! → `secure`, with
 //! `crate::sync`, `crate::os`, `crate::fatal` and `crate::options` below all
 //! of them (and `crate::fault`, in test builds, just above `size_class`).
 //!
@@ -38,6 +39,8 @@ pub mod stack;
 #[cfg(not(loom))]
 mod address_map;
 #[cfg(not(loom))]
+mod block_state;
+#[cfg(not(loom))]
 mod front;
 #[cfg(not(loom))]
 mod large;
@@ -46,6 +49,8 @@ pub mod locked;
 #[cfg(not(loom))]
 mod medium;
 pub mod page;
+#[cfg(not(loom))]
+mod secure;
 #[cfg(not(loom))]
 pub(crate) mod segment;
 #[cfg(not(loom))]
@@ -56,6 +61,8 @@ pub mod units;
 
 #[cfg(not(loom))]
 pub use front::{ForeignPointer, Owner, Shoal};
+#[cfg(not(loom))]
+pub use secure::ShoalSecure;
 
 /// See [`crate::collect`].
 #[cfg(not(loom))]

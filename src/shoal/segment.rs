@@ -3,9 +3,11 @@
 //!
 //! # Layout
 //! ```text
-//! unit 0                                   units 1 ..= 63
-//! | SegmentHeader | UnitDesc × 64 | ... |  | page | page (3 units) | medium object | free | ...
+//! unit 0                                   units 1 ..= 4        units 5 ..= 63
+//! | SegmentHeader | UnitDesc × 64 | ... |  | block states     |  | page | page (3 units) | medium object | free | ...
 //! ```
+//! The block-state table (one byte per 16-byte granule) serves only the
+//! secure small path; elsewhere it is address space that is never touched.
 //! Because segments are aligned to their size, `ptr & !(SEGMENT_SIZE - 1)`
 //! finds the header of any block or medium object, and `(ptr >> 16) & 63` its
 //! unit's descriptor — which names the span's first unit and what the span
@@ -65,6 +67,16 @@ pub const OFFSET_BITS: u32 = SEGMENT_SHIFT - 4;
 pub const MAX_SEGMENTS: usize = 1 << (HANDLE_BITS - OFFSET_BITS);
 /// Where the unit descriptors start in a segment.
 const DESC_OFFSET: usize = 64;
+/// Where the block-state table starts: unit 1. One byte per 16-byte granule
+/// of the segment (see [`super::block_state`]), written only by the secure
+/// small path; in other processes its pages are never touched, so they cost
+/// address space but no memory.
+pub const STATE_OFFSET: usize = UNIT;
+/// Units the block-state table fills (1 ..= 4).
+const STATE_UNITS: u32 = ((SEGMENT_SIZE >> 4) / UNIT) as u32;
+/// Units of every segment that never hold blocks: the header's and the
+/// block-state table's.
+const RESERVED_UNITS: u64 = (1 << (1 + STATE_UNITS)) - 1;
 /// Units a page of small blocks may span at most (1 MiB).
 const MAX_PAGE_UNITS: u32 = 16;
 
@@ -360,6 +372,29 @@ pub unsafe fn block_class_at(base: usize, addr: usize) -> Option<usize> {
     Some(class)
 }
 
+/// The class of `ptr` if it is a block boundary of one of our pages of small
+/// blocks, else `None` (medium, large, foreign, null, interior). Reads only
+/// memory the address map vouches for, and segments are never unmapped, so
+/// any pointer is safe to ask about.
+///
+/// A pointer `p` we handed out is looked up by the granule of `p - 1`, which
+/// holds the header of its segment even when `p` ends a segment's last
+/// block at the granule's end.
+#[inline(always)]
+pub fn small_block(ptr: *const u8) -> Option<usize> {
+    let addr = ptr as usize;
+    // Null wraps to an address the map never covers.
+    let before = addr.wrapping_sub(1);
+    if address_map::lookup(before) != Granule::Small {
+        return None;
+    }
+    let base = before & !(SEGMENT_SIZE - 1);
+    // SAFETY: the address map marks a published segment at `base` (marks are
+    // set after the header and descriptors are written, with Release, and
+    // never cleared for segments), and `addr - base` is in 1..=SEGMENT_SIZE.
+    unsafe { block_class_at(base, addr) }
+}
+
 // SAFETY: block handles name a block inside a mapped segment (`handle_of`),
 // whose second word is its link; descriptor handles name a descriptor,
 // whose second word is its link. Both are at `base + offset + 8`, and
@@ -566,7 +601,7 @@ impl Segments {
                 magic: SEGMENT_MAGIC,
                 index,
                 _pad: 0,
-                units: UnitMap::new(1),
+                units: UnitMap::new(RESERVED_UNITS),
                 released_at: AtomicU64::new(0),
             });
             for u in 0..UNITS as usize {

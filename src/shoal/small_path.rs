@@ -7,8 +7,9 @@
 //! one mutex, in `locked`), so a benchmark difference comes from the one
 //! layer that differs.
 
-use super::pool::{alloc_uncached, free_uncached, Pools};
-use super::segment::Segments;
+use super::block_state;
+use super::pool::{alloc_uncached, free_uncached, FreeBlock, Pools};
+use super::segment::{small_block, Segments};
 use super::thread::thread_caches;
 
 /// Alloc and free of one block of a size class.
@@ -49,7 +50,15 @@ pub(crate) fn pools() -> &'static Pools<Segments> {
 pub(crate) fn collect() {
     CACHES.flush_current();
     POOLS.maintain(true);
+    SECURE_CACHES.flush_current();
+    SECURE_POOLS.maintain(true);
 }
+
+/// The secure path's own pools and caches: its blocks carry states that the
+/// other paths do not keep, so the two never exchange blocks.
+static SECURE_POOLS: Pools<Segments> = Pools::new(Segments);
+
+thread_caches!(static SECURE_CACHES: ThreadCaches<Pools<Segments>> = &SECURE_POOLS, slot SecureSlot);
 
 /// `Shoal`'s small path: a per-thread cache served with plain loads and
 /// stores, refilled from and flushed to `POOLS` one batch per CAS.
@@ -90,5 +99,61 @@ unsafe impl SmallPath for Uncached {
     unsafe fn free(class: usize, block: *mut u8) {
         // SAFETY: forwarded contract: a live block of `class` from `POOLS`.
         unsafe { free_uncached(&POOLS, class, block) }
+    }
+}
+
+/// `ShoalSecure`'s small path: [`ThreadCached`] plus a state byte per block
+/// (see [`block_state`]). A free aborts with a message unless the pointer is
+/// a block of its class that is handed out — a double free, delayed or not,
+/// an interior or foreign pointer, a Rust `dealloc` with the wrong layout;
+/// and every block a free list leads to must be a block of the class and not
+/// handed out before its link is followed, so a link overwritten after a free
+/// (a use-after-free write) stops the process instead of handing out an
+/// arbitrary address. Costs an address-map lookup and a state byte per
+/// operation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SecureCached;
+
+/// Aborts unless `block`, found on a free list of `class`, is a block of
+/// that class (so its link may be read).
+#[inline(always)]
+fn check_listed(block: *mut FreeBlock, class: usize) {
+    if small_block(block.cast()) != Some(class) {
+        corrupted_link();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn corrupted_link() -> ! {
+    crate::fatal::abort(
+        "shoalloc: corrupted free list (a link in a freed block was overwritten); aborting",
+    )
+}
+
+// SAFETY: as for `ThreadCached`, over `SECURE_POOLS`: every block comes from
+// and goes back to those pools, which hand each block to one owner at a
+// time; the checks only add aborts.
+unsafe impl SmallPath for SecureCached {
+    #[inline(always)]
+    fn alloc(class: usize) -> *mut u8 {
+        let block = SECURE_CACHES.alloc_checked(class, |b| check_listed(b, class));
+        if !block.is_null() {
+            // SAFETY: a block of `class` of ours, hence in a segment.
+            unsafe { block_state::hand_out(block) };
+        }
+        block
+    }
+
+    #[inline(always)]
+    unsafe fn free(class: usize, block: *mut u8) {
+        if small_block(block) != Some(class) {
+            block_state::not_a_block();
+        }
+        // SAFETY: a block of `class`, hence in a segment.
+        unsafe { block_state::take_back(block) };
+        // SAFETY: a live block of `class` from `SECURE_POOLS` (its state
+        // said so), given up by the caller.
+        unsafe { SECURE_CACHES.free(class, block) }
     }
 }

@@ -57,7 +57,7 @@
 //! [`ThreadSlot::new`] and its test.
 
 use super::cache::ThreadCache;
-use super::pool::{alloc_uncached, free_uncached, SharedPool};
+use super::pool::{alloc_uncached, free_uncached, FreeBlock, SharedPool};
 use crate::sync::statics::{AtomicUsize, Ordering};
 use core::ffi::c_void;
 use core::marker::PhantomData;
@@ -390,6 +390,20 @@ impl<K: SlotKey> ThreadCaches<K> {
         // SAFETY: this thread's live cache, used by no one else meanwhile,
         // and only ever with `self.pool` (the slot type is ours alone).
         unsafe { (*cache).alloc(self.pool, class) }
+    }
+
+    /// [`Self::alloc`], showing the cache's blocks to `check` before their
+    /// links are followed (see [`ThreadCache::alloc_checked`]). A block
+    /// served without a cache (while arming, after the exit hook) is not
+    /// shown: the caller checks what it returns.
+    #[inline(always)]
+    pub fn alloc_checked(&self, class: usize, check: impl Fn(*mut FreeBlock)) -> *mut u8 {
+        let cache = self.cache();
+        if cache.is_null() {
+            return self.alloc_slow(class);
+        }
+        // SAFETY: as in `alloc`.
+        unsafe { (*cache).alloc_checked(self.pool, class, check) }
     }
 
     /// Frees a block of `class`.

@@ -10,7 +10,7 @@
 
 use proptest::prelude::*;
 use shoalloc::internals::{ShoalLocked, ShoalNoCache};
-use shoalloc::{GilAlloc, Shoal};
+use shoalloc::{GilAlloc, Shoal, ShoalSecure};
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,15 +25,18 @@ use std::time::{Duration, Instant};
 pub type Named = (&'static str, &'static (dyn GlobalAlloc + Sync));
 
 pub static SHOAL: Shoal = Shoal::new();
+pub static SHOAL_SECURE: ShoalSecure = ShoalSecure::new();
 pub static SHOAL_NOCACHE: ShoalNoCache = ShoalNoCache::with_small_path();
 pub static SHOAL_LOCKED: ShoalLocked = ShoalLocked::with_small_path();
 pub static GIL: GilAlloc = GilAlloc::new();
 
-/// Every allocator the checkers run on: `Shoal`, its two ablations (no thread
-/// caches; thread caches over locked pools) and the pymalloc-style baseline.
-/// A test that covers "all allocators" iterates over this list.
-pub static ALLOCATORS: [Named; 4] = [
+/// Every allocator the checkers run on: `Shoal`, its secure variant, its two
+/// ablations (no thread caches; thread caches over locked pools) and the
+/// pymalloc-style baseline. A test that covers "all allocators" iterates
+/// over this list.
+pub static ALLOCATORS: [Named; 5] = [
     ("shoal", &SHOAL),
+    ("shoal-secure", &SHOAL_SECURE),
     ("shoal-nocache", &SHOAL_NOCACHE),
     ("shoal-locked", &SHOAL_LOCKED),
     ("gil", &GIL),
