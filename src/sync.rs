@@ -20,7 +20,6 @@ pub use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Order
 /// Atomics for process-wide statics: always `core`'s, never loom's.
 #[cfg(not(loom))]
 pub mod statics {
-    #[cfg(not(miri))]
     pub use core::sync::atomic::AtomicU8;
     #[cfg(shoalloc_fault)]
     pub use core::sync::atomic::{AtomicBool, AtomicPtr};

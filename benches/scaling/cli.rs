@@ -42,7 +42,8 @@ the 10-minute bound: add --preload, or use --full.
                         checks the checkers: turn on the deliberate double-handout fault
                         (src/fault.rs) in every cell: the shoal, shoal-nocache, shoal-locked and
                         gil cells should FAIL (pair and cache-* keep too few blocks live to
-                        always catch it). Needs the fault hooks, compiled in only by
+                        always catch it); shoal-secure cells abort by themselves (its block
+                        states see the live block). Needs the fault hooks, compiled in only by
                         cargo bench --bench scaling --features fault-injection -- --fault ...
   --list                list workloads and allocators
   --help

@@ -685,6 +685,11 @@ pub fn goals(s: &Summary) -> Vec<Goal> {
         });
     }
 
+    // The price of hardening: shoal-secure at most 10% slower than shoal.
+    if have_allocs(&["shoal", "shoal-secure"]) {
+        goals.push(secure_cost_goal(s));
+    }
+
     // 5. Memory comes back: final RSS within 1.25x of mimalloc's on every
     // workload, and peak RSS on `phases` within 1.25x of mimalloc's.
     rss_goal(
@@ -704,6 +709,49 @@ pub fn goals(s: &Summary) -> Vec<Goal> {
         );
     }
     goals
+}
+
+/// "shoal-secure at most 10% slower than shoal": the geomean over every
+/// measured cell of shoal-secure's throughput over shoal's, which must be at
+/// least 1/1.10, with the cell that costs most named.
+fn secure_cost_goal(s: &Summary) -> Goal {
+    let goal = "shoal-secure at most 10% slower than shoal (geomean over all cells)".to_string();
+    let mut logs = Vec::new();
+    let mut worst: Option<(f64, String)> = None;
+    for w in &s.workloads {
+        for &t in &s.threads {
+            if let Some(r) = s.ratio(w.name, "shoal-secure", "shoal", t) {
+                logs.push(r.ln());
+                if worst.as_ref().is_none_or(|(x, _)| r < *x) {
+                    worst = Some((r, format!("{} {}", w.name, thread_header(t, s.cores))));
+                }
+            }
+        }
+    }
+    let Some((lowest, cell)) = worst else {
+        return Goal {
+            goal,
+            status: Status::NotMeasured,
+            data: "no cell measured both shoal and shoal-secure".into(),
+            ablation: None,
+        };
+    };
+    let geomean = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
+    Goal {
+        goal,
+        status: if geomean >= 1.0 / 1.10 {
+            Status::Met
+        } else {
+            Status::Missed
+        },
+        data: format!(
+            "shoal-secure / shoal throughput over {} cells: geomean {geomean:.2}x \
+             (time {:.2}x); lowest {lowest:.2}x on {cell}",
+            logs.len(),
+            1.0 / geomean
+        ),
+        ablation: None,
+    }
 }
 
 /// Evaluates "shoal's RSS (as `pick` reads it) within 1.25x of mimalloc's"

@@ -27,6 +27,8 @@ source "$ROOT/capi/bench/peers.sh"
 mapfile -t missing < <(peers_missing_pkgs)
 [[ -x /usr/bin/time ]] || missing+=(time)
 command -v gcc >/dev/null || missing+=(gcc)
+command -v g++ >/dev/null || missing+=(g++)
+command -v sqlite3 >/dev/null || missing+=(sqlite3)
 command -v git >/dev/null || missing+=(git)
 command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
@@ -131,6 +133,37 @@ EOF
     git gc -q # packed once here, so every measured run repacks the same pack
 )
 
+# The project's own C and C++ programs: the classic allocator patterns
+# (capi/bench/patterns.c), a C++ program of many small objects
+# (objects.cpp) and the malloc-large pattern (large.c). Each checks its own
+# data and prints a checksum that does not depend on the allocator.
+gcc -O2 -pthread -o "$WORK/patterns" "$ROOT/capi/bench/patterns.c"
+g++ -O2 -std=c++17 -pthread -o "$WORK/objects" "$ROOT/capi/bench/objects.cpp"
+gcc -O2 -o "$WORK/large" "$ROOT/capi/bench/large.c"
+
+# An SQLite workload: 200k rows inserted in batches, two indexes, joins,
+# GROUP BY, string building and updates, in memory (the page cache and every
+# row object are malloc'd).
+{
+    echo "PRAGMA cache_size = -65536;"
+    echo "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT, city INTEGER, score REAL);"
+    echo "CREATE TABLE orders(id INTEGER PRIMARY KEY, user INTEGER, item TEXT, qty INTEGER);"
+    echo "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)"
+    echo "  INSERT INTO users SELECT i, printf('user%06d-%s', i, substr('abcdefghijklmnopqrstuvwxyz', 1 + i % 26, 1 + i % 17)),"
+    echo "  i % 997, (i * 7919) % 10007 / 10.0 FROM n;"
+    echo "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000)"
+    echo "  INSERT INTO orders SELECT i, 1 + (i * 48271) % 200000, printf('item-%d', i % 5003), 1 + i % 9 FROM n;"
+    echo "CREATE INDEX users_city ON users(city);"
+    echo "CREATE INDEX orders_user ON orders(user);"
+    echo "SELECT city, count(*), round(avg(score), 3), max(name) FROM users GROUP BY city ORDER BY city LIMIT 20;"
+    echo "SELECT u.city, sum(o.qty), count(DISTINCT o.item) FROM users u JOIN orders o ON o.user = u.id"
+    echo "  WHERE u.city < 300 GROUP BY u.city ORDER BY 2 DESC LIMIT 20;"
+    echo "UPDATE users SET name = name || '-' || city WHERE id % 3 = 0;"
+    echo "SELECT length(group_concat(name, ',')) FROM (SELECT name FROM users ORDER BY name DESC);"
+    echo "DELETE FROM orders WHERE qty > 6;"
+    echo "SELECT count(*), sum(qty), min(item), max(item) FROM orders;"
+} >"$WORK/work.sql"
+
 # name | description | command (run by bash -c in $WORK; stdout is checksummed)
 PROGRAMS=(
     "python-objects|CPython 3 (PYTHONMALLOC=malloc): 300k dicts/strings, json, sort|PYTHONMALLOC=malloc '$PY' objects.py"
@@ -139,10 +172,16 @@ PROGRAMS=(
     "gzip|gzip -6 of the same 40 MB (few allocations: a control)|gzip -n -6 -c lines.txt"
     "gcc|gcc -O2 -c of a 400-function C file|gcc -O2 -c unit.c -o unit.o && echo compiled"
     "git|git log -p --stat of 150 commits, then git gc|cd repo && git log -p --stat && git gc -q"
+    "sqlite|sqlite3 in memory: 600k rows inserted, indexed, joined, grouped, updated|sqlite3 :memory: <work.sql"
+    "cxx-objects|C++ (objects.cpp): maps, hash maps, lists, shared_ptr graphs, 2 threads passing messages|./objects"
+    "churn|C (patterns.c churn): bignum-style single-thread churn of 16-512 B numbers (cfrac's shape)|./patterns churn"
+    "larson|C (patterns.c larson): 2 threads, random slots of 16-1024 B, arrays change hands each round|./patterns larson"
+    "xmalloc|C (patterns.c xmalloc): producer/consumer through a ring, every free remote|./patterns xmalloc"
+    "large|C (large.c): 20 buffers of 5-25 MiB replaced 2000 times, every page written|./large"
 )
 
 # ---- measurement ------------------------------------------------------------
-declare -A TIMES RSS SUM BAD
+declare -A TIMES RSS SUM BAD RATIO
 run_cell() { # program-index allocator
     local spec=${PROGRAMS[$1]} alloc=$2
     local name=${spec%%|*} cmd=${spec##*|}
@@ -201,9 +240,9 @@ minmax() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR == 1 { lo = $1 } { hi 
     echo
     printf '| program |'
     for a in "${ALLOCS[@]}"; do printf ' %s |' "$a"; done
-    printf ' shoalloc / glibc |\n|---|'
+    printf ' fastest peer | shoalloc / fastest peer |\n|---|'
     for _ in "${ALLOCS[@]}"; do printf -- '---|'; done
-    printf -- '---|\n'
+    printf -- '---|---|\n'
     for spec in "${PROGRAMS[@]}"; do
         name=${spec%%|*}
         printf '| %s |' "$name"
@@ -215,9 +254,28 @@ minmax() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR == 1 { lo = $1 } { hi 
             printf ' %s (%s)%s |' "$m" "$mm" "$flag"
         done
         s=$(echo "${TIMES[$name,shoalloc]}" | median)
-        g=$(echo "${TIMES[$name,glibc]}" | median)
-        awk -v s="$s" -v g="$g" 'BEGIN { printf " %.2f |\n", s / g }'
+        best="" bt=""
+        for a in "${ALLOCS[@]}"; do
+            [[ $a == shoalloc ]] && continue
+            t=$(echo "${TIMES[$name,$a]}" | median)
+            if [[ -z $bt ]] || awk -v t="$t" -v b="$bt" 'BEGIN { exit !(t < b) }'; then
+                best=$a bt=$t
+            fi
+        done
+        RATIO[$name]=$(awk -v s="$s" -v b="$bt" 'BEGIN { printf "%.2f", s / b }')
+        printf ' %s | %s |\n' "$best" "${RATIO[$name]}"
     done
+    echo
+    printf '%s\n' "${RATIO[@]}" | awk '{ l += log($1); n++ } END {
+        printf "Geomean of shoalloc / fastest peer over %d programs: **%.2f**.\n", n, exp(l / n) }'
+    slow=""
+    for spec in "${PROGRAMS[@]}"; do
+        name=${spec%%|*}
+        if awk -v r="${RATIO[$name]}" 'BEGIN { exit !(r > 1.15) }'; then
+            slow+="${slow:+, }$name (${RATIO[$name]}×)"
+        fi
+    done
+    echo "Slower than 1.15× the fastest peer: ${slow:-none}."
     echo
     echo "## Peak RSS (MiB)"
     echo

@@ -5,7 +5,8 @@
 //!
 //! One byte per 16-byte granule of a segment (the smallest class), in the
 //! segment's units 1 ..= 4 ([`STATE_OFFSET`]): the byte of a block's first
-//! granule holds its state. Bytes, not bits, because a byte is a memory
+//! granule holds its state, at a transposed position ([`spread`]) so that
+//! nearby blocks do not share a cache line of states. Bytes, not bits, because a byte is a memory
 //! location of its own: the thread that owns a block reads and writes its
 //! byte with plain (relaxed) loads and stores, and two threads working on
 //! neighbouring blocks never touch the same location — no atomic
@@ -22,7 +23,8 @@
 //! time (a race in the program) may both find it `LIVE`; blocks of the
 //! other small paths (`Shoal`'s default) have no states.
 
-use super::segment::{SEGMENT_SIZE, STATE_OFFSET};
+use super::segment::{SEGMENT_SIZE, STATE_OFFSET, UNIT};
+use super::units::UNITS;
 use crate::fatal;
 use crate::sync::statics::{AtomicU8, Ordering};
 
@@ -44,7 +46,27 @@ unsafe fn state(block: *const u8) -> &'static AtomicU8 {
     // covers one byte per 16 bytes of the segment, is mapped for the
     // segment's (the process's) lifetime, and is only ever accessed through
     // these atomics.
-    unsafe { &*((base + STATE_OFFSET + ((addr - base) >> 4)) as *const AtomicU8) }
+    // The byte is reached from `block` itself, so it keeps the segment
+    // mapping's provenance.
+    unsafe {
+        &*block
+            .wrapping_sub(addr - base)
+            .wrapping_add(STATE_OFFSET + spread((addr - base) >> 4))
+            .cast::<AtomicU8>()
+    }
+}
+
+/// Where granule `g`'s byte sits in the table: transposed, so that one
+/// cache line of states holds the granules at the same offset of each of
+/// the segment's 64 units — never neighbouring blocks, nor blocks of one
+/// page of less than a unit. A plain layout puts the states of 1 KiB of
+/// blocks in one line, and two threads working on nearby blocks (carved in
+/// the same run, handed over in batches, freed by another thread) would
+/// write that line alternately.
+#[inline(always)]
+const fn spread(g: usize) -> usize {
+    const PER_UNIT: usize = UNIT >> 4;
+    (g % PER_UNIT) * UNITS as usize + g / PER_UNIT
 }
 
 /// Marks a block that is about to be handed out; aborts if it already is
@@ -98,4 +120,27 @@ fn double_free() -> ! {
 #[inline(never)]
 pub fn not_a_block() -> ! {
     fatal::abort("shoalloc: free of a pointer that is not an allocated block (interior or foreign); aborting")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a sweep over every granule of a segment: pure arithmetic"
+    )]
+    fn spread_is_a_permutation_that_separates_neighbours() {
+        let n = SEGMENT_SIZE >> 4;
+        let mut seen = vec![false; n];
+        for g in 0..n {
+            let i = spread(g);
+            assert!(i < n && !seen[i], "granule {g} -> {i}");
+            seen[i] = true;
+            if g + 1 < n {
+                assert_ne!(i / 64, spread(g + 1) / 64, "neighbours share a line");
+            }
+        }
+    }
 }
