@@ -265,8 +265,9 @@ impl<P: SmallPath> Shoal<P> {
         // The trusted path first: a block of ours costs one address-map word
         // and one descriptor more than a sized `dealloc`.
         if let Some(class) = small_block(ptr) {
-            // SAFETY: a block of `class` of ours, given up by the caller.
-            unsafe { P::free(class, ptr) };
+            // SAFETY: `small_block` said a block of `class` of ours, given
+            // up by the caller.
+            unsafe { P::free_classified(class, ptr) };
             return Ok(());
         }
         // SAFETY: forwarded contract.

@@ -29,6 +29,19 @@ pub unsafe trait SmallPath: 'static {
     /// `block` came from `Self::alloc(class)`, is live, and is not used
     /// afterwards.
     unsafe fn free(class: usize, block: *mut u8);
+
+    /// Frees `block` after [`small_block`] has just said it is a block of
+    /// `class`: a free that checks its pointer (the secure path) skips that
+    /// lookup here, so the C `free`, which classifies first, pays it once.
+    ///
+    /// # Safety
+    /// `small_block(block) == Some(class)`, and `free(class, block)`'s
+    /// contract holds.
+    #[inline(always)]
+    unsafe fn free_classified(class: usize, block: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { Self::free(class, block) }
+    }
 }
 
 /// The shared lock-free pools of every size class, over the process-wide
@@ -150,7 +163,14 @@ unsafe impl SmallPath for SecureCached {
         if small_block(block) != Some(class) {
             block_state::not_a_block();
         }
-        // SAFETY: a block of `class`, hence in a segment.
+        // SAFETY: just checked: a block of `class`.
+        unsafe { Self::free_classified(class, block) }
+    }
+
+    #[inline(always)]
+    unsafe fn free_classified(class: usize, block: *mut u8) {
+        // SAFETY: a block of `class` (the caller's contract), hence in a
+        // segment.
         unsafe { block_state::take_back(block) };
         // SAFETY: a live block of `class` from `SECURE_POOLS` (its state
         // said so), given up by the caller.
