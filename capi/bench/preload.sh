@@ -29,6 +29,8 @@ mapfile -t missing < <(peers_missing_pkgs)
 command -v gcc >/dev/null || missing+=(gcc)
 command -v g++ >/dev/null || missing+=(g++)
 command -v sqlite3 >/dev/null || missing+=(sqlite3)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-benchmark >/dev/null || missing+=(redis-tools)
 command -v git >/dev/null || missing+=(git)
 command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
@@ -164,6 +166,23 @@ gcc -O2 -o "$WORK/large" "$ROOT/capi/bench/large.c"
     echo "SELECT count(*), sum(qty), min(item), max(item) FROM orders;"
 } >"$WORK/work.sql"
 
+# redis-server on a Unix socket, driven by redis-benchmark (16 clients,
+# pipelines of 8, 256-byte values, twelve command types, 100k requests each);
+# the keys are fixed, so the final database is the same on every run.
+# Debian's redis-server links jemalloc, so its "glibc" cell is jemalloc.
+cat >"$WORK/redis.sh" <<'EOF'
+sock="$PWD/redis.sock"
+redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no --logfile /dev/null --dir "$PWD" &
+pid=$!
+for _ in $(seq 200); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis-benchmark -s "$sock" -q -n 100000 -c 16 -P 8 -d 256 \
+    -t set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,lrange_100,mset >/dev/null
+redis-cli -s "$sock" dbsize
+redis-cli -s "$sock" llen mylist
+redis-cli -s "$sock" shutdown nosave >/dev/null 2>&1
+wait "$pid"
+EOF
+
 # name | description | command (run by bash -c in $WORK; stdout is checksummed)
 PROGRAMS=(
     "python-objects|CPython 3 (PYTHONMALLOC=malloc): 300k dicts/strings, json, sort|PYTHONMALLOC=malloc '$PY' objects.py"
@@ -172,6 +191,7 @@ PROGRAMS=(
     "gzip|gzip -6 of the same 40 MB (few allocations: a control)|gzip -n -6 -c lines.txt"
     "gcc|gcc -O2 -c of a 400-function C file|gcc -O2 -c unit.c -o unit.o && echo compiled"
     "git|git log -p --stat of 150 commits, then git gc|cd repo && git log -p --stat && git gc -q"
+    "redis|redis-server (Debian's links jemalloc: its glibc cell is jemalloc) under redis-benchmark, 12 commands x 100k requests|bash redis.sh"
     "sqlite|sqlite3 in memory: 600k rows inserted, indexed, joined, grouped, updated|sqlite3 :memory: <work.sql"
     "cxx-objects|C++ (objects.cpp): maps, hash maps, lists, shared_ptr graphs, 2 threads passing messages|./objects"
     "churn|C (patterns.c churn): bignum-style single-thread churn of 16-512 B numbers (cfrac's shape)|./patterns churn"
