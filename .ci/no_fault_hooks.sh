@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# A normal build carries no fault hook: the release C library and the main
-# benchmark binary contain no symbol of `shoalloc::fault` (src/fault.rs is
-# compiled only under cfg(shoalloc_fault), i.e. with the test-only
-# `fault-injection` feature). The check has teeth: the same library built with
+# A normal build carries no fault hook: the release C libraries (plain and
+# secure) and the main benchmark binary contain no symbol of `shoalloc::fault`
+# (src/fault.rs is compiled only under cfg(shoalloc_fault), i.e. with the
+# test-only `fault-injection` feature). The check has teeth: the same library built with
 # the feature must show those symbols, or the grep is looking for the wrong
 # thing.
 set -euo pipefail
@@ -23,16 +23,18 @@ if [ "$with" -eq 0 ]; then
     exit 1
 fi
 
-cargo build --release -p shoalloc-capi
+cargo build --release -p shoalloc-capi -p shoalloc-capi-secure
 without=$(fault_symbols "$lib")
 echo "release build: $without fault symbols in libshoalloc.so"
+secure_without=$(fault_symbols "$target/release/libshoalloc_secure.so")
+echo "release build: $secure_without fault symbols in libshoalloc_secure.so"
 
 cargo bench --bench scaling --no-run
 bench=$(ls -t "$target"/release/deps/scaling-* | grep -v '\.d$' | head -n 1)
 in_bench=$(fault_symbols "$bench")
 echo "release build: $in_bench fault symbols in $(basename "$bench")"
 
-if [ "$without" -ne 0 ] || [ "$in_bench" -ne 0 ]; then
+if [ "$without" -ne 0 ] || [ "$secure_without" -ne 0 ] || [ "$in_bench" -ne 0 ]; then
     echo "error: a normal build contains fault hooks" >&2
     exit 1
 fi
