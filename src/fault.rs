@@ -10,7 +10,7 @@
 //! One switch per [`Fault`], set with [`set`] and read with [`is_armed`], for
 //! both allocators. Each switch is read on a slow path only (a thread-cache
 //! refill, an uncached allocation, a thread's exit hook, a pool's cache
-//! flush) or, in `GilAlloc`, under its lock — except
+//! flush, a refill's statistics count) or, in `GilAlloc`, under its lock — except
 //! [`Fault::TrustInteriorPointers`], read on C `free`'s classification, which
 //! is the path it breaks.
 
@@ -58,9 +58,13 @@ pub enum Fault {
     /// interior pointer or one into a page's slack counts as a block, as in
     /// an allocator that derives the class from the page alone.
     TrustInteriorPointers,
+    /// The statistics forget thread-cache refills: a class pool hands out
+    /// batches without counting them, as in a stats layer that misses the
+    /// refill path.
+    StatsForgetRefills,
 }
 
-const FAULTS: usize = 6;
+const FAULTS: usize = 7;
 
 static ARMED: [AtomicBool; FAULTS] = [const { AtomicBool::new(false) }; FAULTS];
 

@@ -26,6 +26,7 @@
 //! | layer | job |
 //! |---|---|
 //! | [`typed_pool`] ([`Pool<T>`]) | typed object pools: per-thread caches over `shoal::stack`, slots from the global allocator |
+//! | [`stats`] | statistics of the `Shoal` heap: a read-only walk plus slow-path counters |
 //! | `shoal` (the [`Shoal`] front) | `GlobalAlloc` and the unsized operations C needs, over a small path and large objects |
 //! | `shoal::locked` | the locked small path (ablation), over `small_path`'s trait |
 //! | `shoal::small_path` | the small paths: thread-cached (`Shoal`) and uncached (ablation) |
@@ -57,11 +58,15 @@ pub mod typed_pool;
 mod fault;
 #[cfg(not(loom))]
 mod gil;
+#[cfg(not(loom))]
+pub mod stats;
 
 #[cfg(not(loom))]
 pub use gil::{GilAlloc, GilStats};
 #[cfg(not(loom))]
 pub use shoal::{ForeignPointer, Owner, Shoal, ShoalSecure};
+#[cfg(not(loom))]
+pub use stats::{print_stats, stats, ClassStats, Stats};
 #[cfg(not(loom))]
 pub use typed_pool::{OwnedPooled, Pool, PoolBuilder, Pooled, Recycle};
 

@@ -4,10 +4,11 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `SHOALLOC_PURGE_DELAY_MS` | 100 | how long freed small and medium memory stays resident before it is given back to the OS; 0 purges at the next opportunity |
+//! | `SHOALLOC_SHOW_STATS` | 0 | `1`: print the statistics table ([`crate::stats`]) on stderr at process exit; `0`: do not |
 //!
 //! An invalid value is reported once on stderr and ignored.
 
-use crate::sync::statics::{AtomicU64, Ordering};
+use crate::sync::statics::{AtomicU64, AtomicU8, Ordering};
 
 /// The purge delay when nothing sets it: within mimalloc's range (10 ms to
 /// 1 s) — long enough that a program that frees and quickly reallocates does
@@ -48,6 +49,39 @@ fn read_purge_delay() -> u64 {
         Ok(_) => ms,
         Err(set) => set,
     }
+}
+
+/// `SHOALLOC_SHOW_STATS`: 0 not read yet, 1 off, 2 on.
+static SHOW_STATS: AtomicU8 = AtomicU8::new(0);
+
+/// Whether `SHOALLOC_SHOW_STATS=1`: print the statistics at exit. Read once
+/// (on the first segment or huge mapping, a slow path); an invalid value is
+/// reported once and counts as off.
+pub fn show_stats() -> bool {
+    match SHOW_STATS.load(Ordering::Relaxed) {
+        0 => read_show_stats(),
+        state => state == 2,
+    }
+}
+
+#[cold]
+fn read_show_stats() -> bool {
+    let on = match env("SHOALLOC_SHOW_STATS\0") {
+        None | Some(b"0") => false,
+        Some(b"1") => true,
+        Some(_) => {
+            // Only the thread that settles the value reports it.
+            if SHOW_STATS
+                .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                report("shoalloc: ignoring invalid SHOALLOC_SHOW_STATS (want 0 or 1)\n");
+            }
+            return false;
+        }
+    };
+    let _ = SHOW_STATS.compare_exchange(0, 1 + u8::from(on), Ordering::Relaxed, Ordering::Relaxed);
+    on
 }
 
 /// Decimal milliseconds, at most one day.

@@ -120,8 +120,13 @@
 //! * `malloc_trim` is shoalloc's: it gives free memory back to the OS at once
 //!   (`shoalloc::collect`) and returns 1. Without it, freed memory goes back
 //!   after the purge delay (`SHOALLOC_PURGE_DELAY_MS`, default 100 ms), on
-//!   later allocator activity. `mallinfo`/`mallopt` still act on glibc's
-//!   (unused) heap.
+//!   later allocator activity. `mallinfo2` answers with shoalloc's numbers
+//!   (`shoalloc::stats`: `arena` bytes mapped, `uordblks` bytes in use —
+//!   an estimate that counts thread-cached blocks as in use — `fordblks`
+//!   bytes free in pools, pages and the page heap, `hblks`/`hblkhd` live
+//!   huge mappings and their bytes, the rest 0) and `malloc_stats` prints
+//!   shoalloc's table on stderr (as `SHOALLOC_SHOW_STATS=1` does at exit);
+//!   the old `mallinfo` and `mallopt` still act on glibc's (unused) heap.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -390,6 +395,56 @@ impl Message {
 pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
     shoal::collect();
     1
+}
+
+/// glibc's `struct mallinfo2`: ten `size_t` fields, in this order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mallinfo2 {
+    /// Bytes mapped from the OS (segments, huge and parked mappings).
+    pub arena: usize,
+    /// Free chunks: 0 (shoalloc has no chunks).
+    pub ordblks: usize,
+    /// Free fastbin blocks: 0.
+    pub smblks: usize,
+    /// Live huge objects (one mapping each).
+    pub hblks: usize,
+    /// Bytes of their mappings.
+    pub hblkhd: usize,
+    /// Always 0 (unused by glibc too).
+    pub usmblks: usize,
+    /// Bytes in free fastbin blocks: 0.
+    pub fsmblks: usize,
+    /// Bytes in use (estimate: small, medium and huge objects, with blocks
+    /// cached by threads counted as in use).
+    pub uordblks: usize,
+    /// Bytes free for reuse: free small blocks, free page-heap units and
+    /// parked mappings.
+    pub fordblks: usize,
+    /// Releasable from the top of the heap: 0 (there is no top).
+    pub keepcost: usize,
+}
+
+/// shoalloc's heap statistics in glibc's shape (see the module docs). A
+/// snapshot that walks the heap: not for every allocation.
+#[no_mangle]
+pub extern "C" fn mallinfo2() -> Mallinfo2 {
+    let s = shoal::stats();
+    let z = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    Mallinfo2 {
+        arena: z(s.mapped_bytes),
+        hblks: z(s.huge_count),
+        hblkhd: z(s.huge_bytes),
+        uordblks: z(s.in_use_bytes),
+        fordblks: z(s.free_bytes),
+        ..Mallinfo2::default()
+    }
+}
+
+/// Prints shoalloc's statistics table on stderr (no allocation).
+#[no_mangle]
+pub extern "C" fn malloc_stats() {
+    shoal::print_stats();
 }
 
 /// Reports a pointer that shoalloc did not allocate and aborts.

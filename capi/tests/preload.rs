@@ -171,6 +171,52 @@ fn c_api_semantics() {
 }
 
 #[test]
+fn c_mallinfo2_and_malloc_stats_report_shoalloc() {
+    let dir = scratch("stats");
+    let exe = compile_c("stats", &dir);
+    let out = preloaded(&mut Command::new(&exe));
+    assert_success("stats.c", &out);
+    assert!(text(&out.stdout).contains("stats: all ok"));
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr.matches("shoalloc statistics").count(),
+        1,
+        "malloc_stats printed no shoalloc table:\n{stderr}"
+    );
+    // On glibc's malloc, malloc_stats prints glibc's table instead.
+    let on_glibc = plain(&mut Command::new(&exe));
+    assert!(
+        !text(&on_glibc.stderr).contains("shoalloc statistics"),
+        "the table came from somewhere else"
+    );
+}
+
+#[test]
+fn c_show_stats_prints_at_exit() {
+    let dir = scratch("show_stats");
+    let exe = compile_c("api", &dir);
+    let out = preloaded(Command::new(&exe).env("SHOALLOC_SHOW_STATS", "1"));
+    assert_success("api.c", &out);
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr.matches("shoalloc statistics").count(),
+        1,
+        "no table at exit:\n{stderr}"
+    );
+    let out = preloaded(Command::new(&exe).env("SHOALLOC_SHOW_STATS", "on"));
+    assert_success("api.c with an invalid SHOALLOC_SHOW_STATS", &out);
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("ignoring invalid SHOALLOC_SHOW_STATS")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("shoalloc statistics"), "{stderr}");
+}
+
+#[test]
 fn c_threads_cross_thread_frees_and_churn() {
     let dir = scratch("threads");
     let exe = compile_c("threads", &dir);

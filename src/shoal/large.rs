@@ -47,6 +47,19 @@ use crate::sync::statics::{AtomicUsize, Ordering};
 
 use super::segment::PARK_MAX_MAPPING;
 
+/// Live huge objects and the bytes of their mappings (statistics: relaxed
+/// adds beside each `mmap` or park, exact when no thread is mid-call).
+static HUGE_COUNT: AtomicUsize = AtomicUsize::new(0);
+static HUGE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Live huge objects and the bytes their mappings span.
+pub fn huge_counts() -> (usize, usize) {
+    (
+        HUGE_COUNT.load(Ordering::Relaxed),
+        HUGE_BYTES.load(Ordering::Relaxed),
+    )
+}
+
 const LARGE_MAGIC: u64 = 0x5348_4f41_4c4c_5247; // "SHOALLRG"
 
 /// How much bigger than needed a reused mapping may be, when it is more than
@@ -183,6 +196,9 @@ unsafe fn publish(
         });
     }
     address_map::mark(user - 1, Granule::Large);
+    HUGE_COUNT.fetch_add(1, Ordering::Relaxed);
+    HUGE_BYTES.fetch_add(map_size, Ordering::Relaxed);
+    crate::stats::arm_exit_report();
     user as *mut u8
 }
 
@@ -246,6 +262,8 @@ pub unsafe fn free(ptr: *mut u8) {
     let h = unsafe { header(ptr) };
     let (base, size, align) = (h.map_base, h.map_size, h.map_align);
     address_map::clear(ptr as usize - 1);
+    HUGE_COUNT.fetch_sub(1, Ordering::Relaxed);
+    HUGE_BYTES.fetch_sub(size, Ordering::Relaxed);
     #[cfg(shoalloc_fault)]
     let reuse = !crate::fault::is_armed(crate::fault::Fault::NoHugeReuse);
     #[cfg(not(shoalloc_fault))]

@@ -22,15 +22,18 @@
 //! Imports go downwards only: `size_class` → `stack` → `units` → `page` →
 //! `pool` → `address_map` → `mapping_park` → `segment` → `large` → `cache`
 //! → `block_state` → `thread` → `small_path` → `medium` → `locked` → `front`
-//! → `secure`, with
+//! → `secure` → `stats` (which only reads the others), with
 //! `crate::sync`, `crate::os`, `crate::fatal` and `crate::options` below all
-//! of them (and `crate::fault`, in test builds, just above `size_class`).
+//! of them (`counter`, the statistics' slow-path counters, just above
+//! `sync`; the one upward call is `crate::stats::arm_exit_report`, made by
+//! `segment` and `large` on their mapping slow path) (and `crate::fault`, in test builds, just above `size_class`).
 //!
 //! All state is process-wide; `Shoal` is a zero-sized handle to it, so any
 //! number of `Shoal` values (a `#[global_allocator]` and direct callers in
 //! benchmarks) share one heap.
 
 pub mod cache;
+mod counter;
 pub mod mapping_park;
 pub mod pool;
 pub mod size_class;
@@ -55,6 +58,8 @@ mod secure;
 pub(crate) mod segment;
 #[cfg(not(loom))]
 pub mod small_path;
+#[cfg(not(loom))]
+pub(crate) mod stats;
 #[cfg(not(loom))]
 mod thread;
 pub mod units;

@@ -31,6 +31,7 @@
 //! the page heap, long after any carver that read the old word has failed its
 //! CAS (the same premise as the stacks' tags; see DESIGN.md).
 
+use super::counter::Counter;
 use super::page::{Anchor, Next};
 use super::size_class::{batch_len, CLASS_SIZE, NUM_CLASSES};
 use super::stack::{BatchStack, NodeSpace, HANDLE_MASK};
@@ -191,6 +192,38 @@ pub struct ClassPool {
     /// When a batch was last taken (ms on the backing's clock), for the tick:
     /// a class that took nothing for a purge delay is idle.
     last_take: AtomicU64,
+    /// Statistics, on this pool's own line, which every counted operation
+    /// writes anyway (see [`crate::stats`]).
+    counts: PoolCounts,
+}
+
+/// A class pool's statistics counters (relaxed adds on the slow path only).
+#[derive(Debug, Default)]
+struct PoolCounts {
+    /// Batches taken ([`Pools::take`]: a thread-cache refill or an uncached
+    /// allocation).
+    refills: Counter,
+    /// Batches given back ([`Pools::give`]: a thread-cache flush or an
+    /// uncached free).
+    flushes: Counter,
+    /// Failed CAS attempts on the batch stack and the carve word.
+    cas_retries: Counter,
+}
+
+/// A snapshot of one class pool, for the statistics (racy: each word is
+/// read once, with no lock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolSnapshot {
+    /// Blocks in the batch stack.
+    pub stacked: u64,
+    /// The page being carved and the blocks carved from it so far.
+    pub carving: Option<(u64, u32)>,
+    /// Batches taken since the process started.
+    pub refills: u64,
+    /// Batches given back since the process started.
+    pub flushes: u64,
+    /// Failed CAS attempts on the batch stack and the carve word.
+    pub cas_retries: u64,
 }
 
 impl ClassPool {
@@ -204,6 +237,11 @@ impl ClassPool {
             carve: AtomicU64::new(0),
             activity: AtomicU32::new(0),
             last_take: AtomicU64::new(0),
+            counts: PoolCounts {
+                refills: Counter::new(),
+                flushes: Counter::new(),
+                cas_retries: Counter::new(),
+            },
         }
     }
 
@@ -217,7 +255,43 @@ impl ClassPool {
             carve: AtomicU64::new(0),
             activity: AtomicU32::new(0),
             last_take: AtomicU64::new(0),
+            counts: PoolCounts {
+                refills: Counter::new(),
+                flushes: Counter::new(),
+                cas_retries: Counter::new(),
+            },
         }
+    }
+
+    /// This pool's statistics now (racy, see [`PoolSnapshot`]).
+    pub fn snapshot(&self) -> PoolSnapshot {
+        let word = self.carve.load(Ordering::Relaxed);
+        PoolSnapshot {
+            stacked: self.stacked.load(Ordering::Relaxed),
+            carving: (word >> 16 != 0).then_some((word >> 16, (word & 0xffff) as u32)),
+            refills: self.counts.refills.get(),
+            flushes: self.counts.flushes.get(),
+            cas_retries: self.counts.cas_retries.get(),
+        }
+    }
+
+    /// Counts `n` failed CAS attempts (a branch on a local when there were
+    /// none, the common case).
+    #[inline]
+    fn note_retries(&self, n: u32) {
+        if n != 0 {
+            self.counts.cas_retries.add(u64::from(n));
+        }
+    }
+
+    /// Counts a batch taken, unless the teeth tests' fault forgets it.
+    #[inline]
+    fn note_refill(&self) {
+        #[cfg(all(shoalloc_fault, not(loom)))]
+        if crate::fault::is_armed(crate::fault::Fault::StatsForgetRefills) {
+            return;
+        }
+        self.counts.refills.add(1);
     }
 
     /// Records a take at `now`; a plain load when it is recorded already.
@@ -253,8 +327,11 @@ impl ClassPool {
         want: u32,
         grow: bool,
     ) -> Option<Batch> {
+        let mut retries = 0;
         // SAFETY: the caller passes the backing every push used.
-        if let Some((handle, len)) = unsafe { self.batches.pop(backing) } {
+        let popped = unsafe { self.batches.pop_counted(backing, &mut retries) };
+        self.note_retries(retries);
+        if let Some((handle, len)) = popped {
             self.stacked.fetch_sub(u64::from(len), Ordering::Relaxed);
             return Some(Batch {
                 // SAFETY: handles in the stack come from `handle_of`.
@@ -307,7 +384,8 @@ impl ClassPool {
         // SAFETY: the caller's batch holds blocks carved from this backing.
         let handle = unsafe { backing.handle_of(head) };
         // SAFETY: the caller owns the batch, so its head is in no stack.
-        unsafe { self.batches.push(backing, handle, len) };
+        let retries = unsafe { self.batches.push_counted(backing, handle, len) };
+        self.note_retries(retries);
     }
 
     /// Takes a returned batch: on the stack while it holds fewer than
@@ -331,7 +409,8 @@ impl ClassPool {
             // SAFETY: the caller's batch holds blocks carved from this backing.
             let handle = unsafe { backing.handle_of(batch.head) };
             // SAFETY: the caller owns the batch, so its head is in no stack.
-            unsafe { self.batches.push(backing, handle, batch.len) };
+            let retries = unsafe { self.batches.push_counted(backing, handle, batch.len) };
+            self.note_retries(retries);
             return;
         }
         self.stacked.fetch_sub(len, Ordering::Relaxed);
@@ -472,6 +551,7 @@ impl ClassPool {
                         return Some(unsafe { link_run(first, size, n) });
                     }
                     Err(actual) => {
+                        self.note_retries(1);
                         word = actual;
                         continue;
                     }
@@ -506,6 +586,7 @@ impl ClassPool {
                 Err(actual) => {
                     // Another thread installed a page first; ours was never
                     // carved from.
+                    self.note_retries(1);
                     backing.anchor(fresh).deactivate_unused();
                     // SAFETY: `fresh` came from `acquire_page`, never installed.
                     unsafe { backing.release_page(fresh) };
@@ -695,6 +776,7 @@ unsafe impl<B: Backing> SharedPool for Pools<B> {
             // first take.
             let now = self.backing.now_ms();
             pool.note_take(now);
+            pool.note_refill();
             self.tick(now);
             return Some(batch);
         }
@@ -702,18 +784,25 @@ unsafe impl<B: Backing> SharedPool for Pools<B> {
             // SAFETY: as above.
             if let Some(batch) = unsafe { pool.take(&self.backing, class, want, false) } {
                 pool.note_take(self.backing.now_ms());
+                pool.note_refill();
                 return Some(batch);
             }
         }
         pool.note_take(self.backing.now_ms());
         // SAFETY: as above.
-        unsafe { pool.take(&self.backing, class, want, true) }
+        let batch = unsafe { pool.take(&self.backing, class, want, true) };
+        if batch.is_some() {
+            pool.note_refill();
+        }
+        batch
     }
 
     #[inline]
     unsafe fn give(&self, class: usize, batch: Batch) {
+        let pool = &self.classes[class];
+        pool.counts.flushes.add(1);
         // SAFETY: forwarded contract.
-        unsafe { self.classes[class].give(&self.backing, class, batch) };
+        unsafe { pool.give(&self.backing, class, batch) };
         self.tick(self.backing.now_ms());
     }
 }

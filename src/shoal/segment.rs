@@ -43,6 +43,7 @@
 //! out-of-memory. Widening the handle would narrow the tag.
 
 use super::address_map::{self, Granule, GRANULE_SHIFT};
+use super::counter::Counter;
 use super::mapping_park::MappingPark;
 use super::page::Anchor;
 use super::pool::{Backing, FreeBlock};
@@ -208,9 +209,105 @@ pub fn unpark_largest_below(below: usize) -> Option<(usize, usize)> {
 }
 
 /// Bytes parked now.
-#[cfg(all(test, not(miri)))]
 pub fn parked_bytes() -> usize {
     PARK.bytes()
+}
+
+/// Runs of free units discarded by the purge (statistics).
+static PURGES: Counter = Counter::new();
+/// Units discarded by the purge (statistics).
+static PURGED_UNITS: Counter = Counter::new();
+
+/// The page heap's statistics counters: purge runs (one `MADV_DONTNEED`
+/// each) and bytes purged, since the process started.
+pub fn purge_counts() -> (u64, u64) {
+    (PURGES.get(), PURGED_UNITS.get() * UNIT as u64)
+}
+
+/// Units of a segment that may hold pages or medium objects.
+pub const fn usable_units() -> u32 {
+    UNITS - RESERVED_UNITS.count_ones()
+}
+
+/// Segments mapped so far (never unmapped, so also those mapped now).
+pub fn segments_mapped() -> u64 {
+    u64::from(NEXT_SEGMENT.load(Ordering::Acquire).saturating_sub(1))
+}
+
+/// What one span of a segment holds, for the statistics' census.
+#[derive(Clone, Copy, Debug)]
+pub enum SpanView {
+    /// A page of `class`, `units` long, with `at_home` blocks at home.
+    Page {
+        /// The class.
+        class: usize,
+        /// Blocks at home (in the page's own free list).
+        at_home: u32,
+    },
+    /// A medium object of `units` units.
+    Medium {
+        /// Its length in units.
+        units: u32,
+    },
+}
+
+/// One segment's units, for the statistics' census: the bitmaps' bits of
+/// units that may hold blocks (the header's and the state table's left out).
+#[derive(Clone, Copy, Debug)]
+pub struct UnitsView {
+    /// Units held by spans (pages, medium objects) or reserved by a purge.
+    pub used: u64,
+    /// Free units that may still be resident.
+    pub dirty_free: u64,
+}
+
+/// Walks every published segment: `segment` gets its unit maps, `span` each
+/// page and medium object in it. Racy by nature — each descriptor word is
+/// read once, unsynchronised with claims and releases, so a span changing
+/// hands meanwhile may be missed or miscounted — and exact when no other
+/// thread allocates. Reads only memory that stays mapped (segments are never
+/// unmapped) and writes nothing.
+pub fn census(mut segment: impl FnMut(UnitsView), mut span: impl FnMut(SpanView)) {
+    let mapped = NEXT_SEGMENT.load(Ordering::Acquire);
+    for index in 1..mapped {
+        let base = segment_base_published(index);
+        if base == 0 {
+            continue;
+        }
+        // SAFETY: a published segment starts with its header, which lives as
+        // long as the process.
+        let header = unsafe { &*(base as *const SegmentHeader) };
+        let used = header.units.used() & !RESERVED_UNITS;
+        segment(UnitsView {
+            used,
+            dirty_free: header.units.dirty_free() & !RESERVED_UNITS,
+        });
+        let mut unit = RESERVED_UNITS.trailing_ones();
+        while unit < UNITS {
+            if used & (1 << unit) == 0 {
+                unit += 1;
+                continue;
+            }
+            let d = desc_at(base, unit);
+            let kind = d.kind.load(Ordering::Relaxed);
+            let shape = d.span.load(Ordering::Relaxed);
+            let (first, units) = (shape & 0xff, (shape >> 8).max(1));
+            if first != unit {
+                // Mid-change (or the middle of a span we entered late).
+                unit += 1;
+                continue;
+            }
+            match kind {
+                KIND_MEDIUM => span(SpanView::Medium { units }),
+                class if (class as usize) < NUM_CLASSES => span(SpanView::Page {
+                    class: class as usize,
+                    at_home: d.anchor.at_home(),
+                }),
+                _ => {}
+            }
+            unit += units;
+        }
+    }
 }
 
 /// Unmaps every parked mapping when the last one was parked at least the
@@ -618,6 +715,11 @@ impl Segments {
         }
         SEGMENTS[index as usize].store(base as usize, Ordering::Release);
         address_map::mark(base as usize, Granule::Small);
+        // A slow path every process that allocates takes: where
+        // `SHOALLOC_SHOW_STATS` arms its exit report (once). The segment is
+        // published, so an allocation from inside `atexit` finds a heap in
+        // order.
+        crate::stats::arm_exit_report();
         Some(index)
     }
 
@@ -637,9 +739,13 @@ impl Segments {
             word.fetch_and(!b, Ordering::SeqCst);
             let mask = header.units.reserve_dirty();
             let mut rest = mask;
+            if mask != 0 {
+                PURGED_UNITS.add(u64::from(mask.count_ones()));
+            }
             while rest != 0 {
                 let start = rest.trailing_zeros();
                 let len = (rest >> start).trailing_ones();
+                PURGES.add(1);
                 // SAFETY: the reservation makes these units ours: no span
                 // holds them and nobody can claim them until we finish.
                 unsafe {

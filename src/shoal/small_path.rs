@@ -73,6 +73,11 @@ static SECURE_POOLS: Pools<Segments> = Pools::new(Segments);
 
 thread_caches!(static SECURE_CACHES: ThreadCaches<Pools<Segments>> = &SECURE_POOLS, slot SecureSlot);
 
+/// The secure path's pools (the statistics read them beside [`pools`]).
+pub(crate) fn secure_pools() -> &'static Pools<Segments> {
+    &SECURE_POOLS
+}
+
 /// `Shoal`'s small path: a per-thread cache served with plain loads and
 /// stores, refilled from and flushed to `POOLS` one batch per CAS.
 #[derive(Clone, Copy, Debug, Default)]

@@ -113,11 +113,22 @@ impl<const TAGGED: bool> TaggedStack<TAGGED> {
     /// of every other push and pop on this stack; the caller gives up the
     /// batch.
     pub unsafe fn push(&self, space: &impl NodeSpace, handle: u64, len: u32) {
+        // SAFETY: forwarded contract.
+        unsafe { self.push_counted(space, handle, len) };
+    }
+
+    /// As [`TaggedStack::push`], returning how many CAS attempts failed
+    /// (for the statistics; counted in a register, so it costs nothing).
+    ///
+    /// # Safety
+    /// As [`TaggedStack::push`].
+    pub unsafe fn push_counted(&self, space: &impl NodeSpace, handle: u64, len: u32) -> u32 {
         debug_assert!(handle != 0 && handle <= HANDLE_MASK);
         debug_assert!(u64::from(len) < (1 << TAG_BITS));
         // SAFETY: the caller promises `handle` is a valid node of `space`.
         let link = unsafe { space.link(handle) };
         let mut backoff = Backoff::new();
+        let mut retries = 0;
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // The link is written before the Release CAS that publishes it.
@@ -130,9 +141,10 @@ impl<const TAGGED: bool> TaggedStack<TAGGED> {
                 .head
                 .compare_exchange_weak(head, new, Ordering::Release, Ordering::Relaxed)
             {
-                Ok(_) => return,
+                Ok(_) => return retries,
                 Err(actual) => {
                     head = actual;
+                    retries += 1;
                     backoff.spin();
                 }
             }
@@ -145,6 +157,20 @@ impl<const TAGGED: bool> TaggedStack<TAGGED> {
     /// `space` is the space every push onto this stack used: the handles in
     /// the stack are looked up in it.
     pub unsafe fn pop(&self, space: &impl NodeSpace) -> Option<(u64, u32)> {
+        // SAFETY: forwarded contract.
+        unsafe { self.pop_counted(space, &mut 0) }
+    }
+
+    /// As [`TaggedStack::pop`], adding the number of failed CAS attempts to
+    /// `retries` (for the statistics; a local, so it costs nothing).
+    ///
+    /// # Safety
+    /// As [`TaggedStack::pop`].
+    pub unsafe fn pop_counted(
+        &self,
+        space: &impl NodeSpace,
+        retries: &mut u32,
+    ) -> Option<(u64, u32)> {
         let mut backoff = Backoff::new();
         let mut head = self.head.load(Ordering::Acquire);
         loop {
@@ -167,6 +193,7 @@ impl<const TAGGED: bool> TaggedStack<TAGGED> {
                 Ok(_) => return Some((handle, (link >> HANDLE_BITS) as u32)),
                 Err(actual) => {
                     head = actual;
+                    *retries += 1;
                     backoff.spin();
                 }
             }
