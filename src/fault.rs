@@ -10,7 +10,7 @@
 //! One switch per [`Fault`], set with [`set`] and read with [`is_armed`], for
 //! both allocators. Each switch is read on a slow path only (a thread-cache
 //! refill, an uncached allocation, a thread's exit hook, a pool's cache
-//! flush, a refill's statistics count) or, in `GilAlloc`, under its lock — except
+//! flush, a refill's statistics count, a secure pool's link check) or, in `GilAlloc`, under its lock — except
 //! [`Fault::TrustInteriorPointers`], read on C `free`'s classification, which
 //! is the path it breaks.
 
@@ -62,9 +62,13 @@ pub enum Fault {
     /// batches without counting them, as in a stats layer that misses the
     /// refill path.
     StatsForgetRefills,
+    /// The secure pools follow links without checking them (a stack link
+    /// naming no segment, a chain leading to something that is not a free
+    /// block of the class), as the pools of `Shoal` do.
+    UncheckedPoolLinks,
 }
 
-const FAULTS: usize = 7;
+const FAULTS: usize = 8;
 
 static ARMED: [AtomicBool; FAULTS] = [const { AtomicBool::new(false) }; FAULTS];
 

@@ -5,6 +5,8 @@
 //! failure. The C library's cases (both builds) are in
 //! `capi/tests/c/invalid.c`.
 
+mod pooled_misuse;
+
 use shoalloc::{Shoal, ShoalSecure};
 use std::alloc::{GlobalAlloc, Layout};
 use std::os::unix::process::ExitStatusExt;
@@ -131,6 +133,7 @@ fn child() {
                 }
             }
         }
+        pooled if pooled.starts_with("secure-write-into-pooled") => pooled_misuse::run(pooled),
         _ => panic!("unknown case {case}"),
     }
     println!("survived {case}");
@@ -222,6 +225,15 @@ fn secure_an_overflow_into_a_free_block_aborts() {
         "secure-overflow-into-free-block",
         "shoalloc: corrupted free list",
     );
+}
+
+/// Links followed by the shared pools, not only by the thread caches: the
+/// teeth are `teeth/tests/pool_links.rs`.
+#[test]
+fn secure_writes_into_pooled_blocks_abort() {
+    for (case, _, _) in pooled_misuse::CASES {
+        aborts_with(case, "shoalloc: corrupted free list");
+    }
 }
 
 /// What the secure path adds, and the harness's teeth: `Shoal` does not see

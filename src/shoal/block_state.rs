@@ -69,6 +69,16 @@ const fn spread(g: usize) -> usize {
     (g % PER_UNIT) * UNITS as usize + g / PER_UNIT
 }
 
+/// Whether the block at `block` is handed out.
+///
+/// # Safety
+/// `block` lies in a published segment.
+#[inline(always)]
+pub unsafe fn is_live(block: *const u8) -> bool {
+    // SAFETY: forwarded contract.
+    unsafe { state(block) }.load(Ordering::Relaxed) == LIVE
+}
+
 /// Marks a block that is about to be handed out; aborts if it already is
 /// (a free list led to a live block: a link was corrupted, or a block was
 /// freed twice through different lists).

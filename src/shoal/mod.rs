@@ -43,6 +43,10 @@ pub mod stack;
 mod address_map;
 #[cfg(not(loom))]
 mod block_state;
+// The secure pools' backing: segments, with the links the pools follow
+// checked.
+#[cfg(not(loom))]
+mod checked_segments;
 #[cfg(not(loom))]
 mod front;
 #[cfg(not(loom))]

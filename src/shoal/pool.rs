@@ -132,6 +132,15 @@ pub unsafe trait Backing: NodeSpace {
     /// Discards free units released at least the purge delay before `now`
     /// (every free unit with `force`).
     fn purge(&self, force: bool, now: u64);
+    /// Called on each block of `class` that a pool reaches through a link
+    /// in freed memory (a stack link, or a chain it cuts or sends home),
+    /// before that block's own link is read. The secure path's backing
+    /// aborts there unless the block is a free block of `class` (a program
+    /// wrote into a freed block); the others check nothing.
+    #[inline(always)]
+    fn check_free(&self, class: usize, block: *mut FreeBlock) {
+        let _ = (class, block);
+    }
 }
 
 /// A source and sink of batches for thread caches.
@@ -333,14 +342,13 @@ impl ClassPool {
         self.note_retries(retries);
         if let Some((handle, len)) = popped {
             self.stacked.fetch_sub(u64::from(len), Ordering::Relaxed);
-            return Some(Batch {
-                // SAFETY: handles in the stack come from `handle_of`.
-                head: unsafe { backing.addr_of(handle) },
-                len,
-            });
+            // SAFETY: handles in the stack come from `handle_of`.
+            let head = unsafe { backing.addr_of(handle) };
+            backing.check_free(class, head);
+            return Some(Batch { head, len });
         }
         // SAFETY: forwarded contract.
-        if let Some(batch) = unsafe { self.take_partial(backing, want) } {
+        if let Some(batch) = unsafe { self.take_partial(backing, class, want) } {
             return Some(batch);
         }
         self.carve(backing, class, want, grow)
@@ -351,7 +359,12 @@ impl ClassPool {
     ///
     /// # Safety
     /// As [`ClassPool::take`].
-    unsafe fn take_partial(&self, backing: &impl Backing, want: u32) -> Option<Batch> {
+    unsafe fn take_partial(
+        &self,
+        backing: &impl Backing,
+        class: usize,
+        want: u32,
+    ) -> Option<Batch> {
         // SAFETY: the partial stack holds page handles pushed with `backing`.
         let (page, _) = unsafe { self.partial.pop(backing) }?;
         let (first, len) = backing.anchor(page).take_all();
@@ -363,6 +376,7 @@ impl ClassPool {
             for _ in 1..want {
                 // SAFETY: the list has `len > want` blocks, all ours now.
                 tail = unsafe { (*tail).next };
+                backing.check_free(class, tail);
             }
             // SAFETY: as above; `tail` is the `want`-th block.
             let rest = unsafe { core::mem::replace(&mut (*tail).next, core::ptr::null_mut()) };
@@ -436,6 +450,9 @@ impl ClassPool {
         let page_bytes = capacity as usize * CLASS_SIZE[class] as usize;
         let mut block = batch.head;
         let mut left = batch.len;
+        if !block.is_null() {
+            backing.check_free(class, block);
+        }
         while !block.is_null() {
             // SAFETY: every block of the batch is ours and from this backing.
             let page = unsafe { backing.page_of(block) };
@@ -448,11 +465,17 @@ impl ClassPool {
             // SAFETY: we own the chain; reading `next` before giving the run
             // away keeps the walk on blocks we still hold.
             let mut next = unsafe { (*tail).next };
+            if !next.is_null() {
+                backing.check_free(class, next);
+            }
             while !next.is_null() && (next as usize).wrapping_sub(start) < page_bytes {
                 tail = next;
                 run += 1;
                 // SAFETY: as above.
                 next = unsafe { (*tail).next };
+                if !next.is_null() {
+                    backing.check_free(class, next);
+                }
             }
             debug_assert!(run <= left);
             left -= run;

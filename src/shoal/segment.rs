@@ -492,6 +492,16 @@ pub fn small_block(ptr: *const u8) -> Option<usize> {
     unsafe { block_class_at(base, addr) }
 }
 
+impl Segments {
+    /// Whether `handle`'s segment number names a mapped segment (a handle
+    /// that does not can only come from a link a program overwrote).
+    #[inline]
+    pub fn names_mapped_segment(handle: u64) -> bool {
+        let index = handle >> OFFSET_BITS;
+        index < SEGMENTS.len() as u64 && segment_base(index) != 0
+    }
+}
+
 // SAFETY: block handles name a block inside a mapped segment (`handle_of`),
 // whose second word is its link; descriptor handles name a descriptor,
 // whose second word is its link. Both are at `base + offset + 8`, and

@@ -8,7 +8,8 @@
 //! layer that differs.
 
 use super::block_state;
-use super::pool::{alloc_uncached, free_uncached, FreeBlock, Pools};
+use super::checked_segments::{check_class, CheckedSegments};
+use super::pool::{alloc_uncached, free_uncached, Pools};
 use super::segment::{small_block, Segments};
 use super::thread::thread_caches;
 
@@ -69,12 +70,13 @@ pub(crate) fn collect() {
 
 /// The secure path's own pools and caches: its blocks carry states that the
 /// other paths do not keep, so the two never exchange blocks.
-static SECURE_POOLS: Pools<Segments> = Pools::new(Segments);
+/// Their backing checks every link the pools follow ([`CheckedSegments`]).
+static SECURE_POOLS: Pools<CheckedSegments> = Pools::new(CheckedSegments);
 
-thread_caches!(static SECURE_CACHES: ThreadCaches<Pools<Segments>> = &SECURE_POOLS, slot SecureSlot);
+thread_caches!(static SECURE_CACHES: ThreadCaches<Pools<CheckedSegments>> = &SECURE_POOLS, slot SecureSlot);
 
 /// The secure path's pools (the statistics read them beside [`pools`]).
-pub(crate) fn secure_pools() -> &'static Pools<Segments> {
+pub(crate) fn secure_pools() -> &'static Pools<CheckedSegments> {
     &SECURE_POOLS
 }
 
@@ -132,30 +134,13 @@ unsafe impl SmallPath for Uncached {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SecureCached;
 
-/// Aborts unless `block`, found on a free list of `class`, is a block of
-/// that class (so its link may be read).
-#[inline(always)]
-fn check_listed(block: *mut FreeBlock, class: usize) {
-    if small_block(block.cast()) != Some(class) {
-        corrupted_link();
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn corrupted_link() -> ! {
-    crate::fatal::abort(
-        "shoalloc: corrupted free list (a link in a freed block was overwritten); aborting",
-    )
-}
-
 // SAFETY: as for `ThreadCached`, over `SECURE_POOLS`: every block comes from
 // and goes back to those pools, which hand each block to one owner at a
 // time; the checks only add aborts.
 unsafe impl SmallPath for SecureCached {
     #[inline(always)]
     fn alloc(class: usize) -> *mut u8 {
-        let block = SECURE_CACHES.alloc_checked(class, |b| check_listed(b, class));
+        let block = SECURE_CACHES.alloc_checked(class, |b| check_class(b, class));
         if !block.is_null() {
             // SAFETY: a block of `class` of ours, hence in a segment.
             unsafe { block_state::hand_out(block) };

@@ -48,8 +48,11 @@ pub fn gather() -> Stats {
     );
     for (class, c) in stats.classes.iter_mut().enumerate() {
         let capacity = u64::from(page_capacity(class));
-        for pools in [small_path::pools(), small_path::secure_pools()] {
-            let p = pools.class(class).snapshot();
+        let snapshots = [
+            small_path::pools().class(class).snapshot(),
+            small_path::secure_pools().class(class).snapshot(),
+        ];
+        for p in snapshots {
             c.free_in_pool += p.stacked;
             c.uncarved += p
                 .carving
