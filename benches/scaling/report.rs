@@ -46,6 +46,9 @@ pub struct CellStats {
     pub wall_s: Stat,
     pub peak_rss_kib: Stat,
     pub final_rss_kib: Stat,
+    /// Medians of shoal's refills, flushes and CAS retries per 1000
+    /// operations, when the cell reported them.
+    pub slow_per_kop: Option<[f64; 3]>,
     /// Successful runs.
     pub runs: usize,
     /// Failed runs (excluded from the statistics).
@@ -53,6 +56,20 @@ pub struct CellStats {
 }
 
 type Key = (&'static str, &'static str, usize);
+
+/// Medians over the runs of refills, flushes and CAS retries per 1000
+/// operations, if every run reported them.
+fn slow_per_kop(runs: &[&crate::runner::Measure]) -> Option<[f64; 3]> {
+    let mut out = [0.0; 3];
+    for (i, o) in out.iter_mut().enumerate() {
+        let per: Option<Vec<f64>> = runs
+            .iter()
+            .map(|m| Some(m.slow_path?[i] as f64 * 1000.0 / m.ops.max(1) as f64))
+            .collect();
+        *o = Stat::of(per?)?.median;
+    }
+    Some(out)
+}
 
 /// Everything a report needs from a sweep.
 pub struct Summary {
@@ -106,6 +123,7 @@ impl Summary {
                         wall_s,
                         peak_rss_kib: peak,
                         final_rss_kib: fin,
+                        slow_per_kop: slow_per_kop(&ok),
                         runs: ok.len(),
                         failed,
                     },
@@ -879,6 +897,47 @@ pub fn write_papers(dir: &Path, s: &Summary, m: &Machine) -> std::io::Result<()>
     std::fs::write(dir.join("results.md"), results_md(s, m))
 }
 
+/// How often shoal's variants leave the thread-cache fast path, from the
+/// allocator's own counters (`shoalloc::stats()` in each cell's process):
+/// refills and flushes move one batch each with one CAS on a class's shared
+/// stack; CAS retries are the failed attempts on that stack and on the carve
+/// word — the contention that the lock-free pools pay instead of a lock.
+fn slow_path_section(out: &mut String, s: &Summary) {
+    let variants: Vec<&str> = ["shoal", "shoal-secure", "shoal-nocache"]
+        .into_iter()
+        .filter(|a| s.allocators.contains(a))
+        .collect();
+    if variants.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Shoal's slow path\n");
+    let _ = writeln!(
+        out,
+        "Refills / flushes / CAS retries per 1000 operations (medians over the runs), counted by shoalloc itself (`shoalloc::stats()`, read in each cell's process after the workload; process-wide, so they include the harness's few allocations). A refill or flush moves one batch with one CAS; without thread caches (`shoal-nocache`) every operation is a pool operation. (`shoal-locked` keeps its blocks in lists behind a mutex, which these counters do not see.)\n"
+    );
+    let mut header = vec!["workload".to_string(), "threads".to_string()];
+    header.extend(variants.iter().map(|a| format!("`{a}`")));
+    let mut rows = Vec::new();
+    for w in &s.workloads {
+        for &t in &s.threads {
+            let cells: Vec<String> = variants
+                .iter()
+                .map(|a| match s.get(w.name, a, t).and_then(|c| c.slow_per_kop) {
+                    Some([r, f, c]) => format!("{r:.2} / {f:.2} / {c:.3}"),
+                    None => "–".to_string(),
+                })
+                .collect();
+            if cells.iter().all(|c| c == "–") {
+                continue;
+            }
+            let mut row = vec![w.name.to_string(), thread_header(t, s.cores)];
+            row.extend(cells);
+            rows.push(row);
+        }
+    }
+    let _ = writeln!(out, "{}", Table { header, rows }.markdown());
+}
+
 fn results_md(s: &Summary, m: &Machine) -> String {
     let mut out = String::new();
     let cmd = if s.args.is_empty() {
@@ -926,7 +985,7 @@ fn results_md(s: &Summary, m: &Machine) -> String {
     }
     let _ = writeln!(
         out,
-        "- Allocators: {}. `shoal-nocache` and `shoal-locked` are ablations of `shoal` (`shoalloc::internals::{{ShoalNoCache, ShoalLocked}}`, the small paths in `src/shoal/small_path.rs` and `src/shoal/locked.rs`): no thread caches; thread caches over pools behind one mutex.",
+        "- Allocators: {}. `shoal-secure` is `shoalloc::ShoalSecure` (a state per small block, checked on every allocation and free: the price of hardening). `shoal-nocache` and `shoal-locked` are ablations of `shoal` (`shoalloc::internals::{{ShoalNoCache, ShoalLocked}}`, the small paths in `src/shoal/small_path.rs` and `src/shoal/locked.rs`): no thread caches; thread caches over pools behind one mutex.",
         s.allocators
             .iter()
             .map(|a| format!("`{a}`"))
@@ -995,6 +1054,7 @@ fn results_md(s: &Summary, m: &Machine) -> String {
             let _ = writeln!(out, "{title}:\n\n{}", table.markdown());
         }
     }
+    slow_path_section(&mut out, s);
     let t_max = s.threads.iter().max().copied().unwrap_or(1);
     let _ = writeln!(out, "## Peak and final RSS\n");
     let _ = writeln!(

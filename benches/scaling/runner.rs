@@ -28,6 +28,10 @@ pub struct Measure {
     /// next to wall time it shows spinning, and is less sensitive than wall
     /// time to other load on the machine.
     pub cpu_s: f64,
+    /// Shoal's slow-path counters over the whole child process
+    /// (`shoalloc::stats()`: refills, flushes, CAS retries), for the cells
+    /// that run on one of shoal's variants.
+    pub slow_path: Option<[u64; 3]>,
 }
 
 impl Measure {
@@ -95,6 +99,16 @@ pub fn child_main(cell: &Cell) -> ! {
     let _ = std::io::stdout().flush();
     let final_rss_kib = final_rss::measure().unwrap_or(0);
     println!("{RESULT_PREFIX} final_rss_kib={final_rss_kib}");
+    if cell.allocator.starts_with("shoal") {
+        // After the measurements: the walk reads every segment's
+        // descriptors. The counters cover the whole process, of which the
+        // workload is nearly all.
+        let st = shoalloc::stats();
+        println!(
+            "{RESULT_PREFIX} refills={} flushes={} cas_retries={}",
+            st.refills, st.flushes, st.cas_retries
+        );
+    }
     let _ = std::io::stdout().flush();
     if cell.hold {
         // Done measuring: the alarm is for the workload, not for however
@@ -129,10 +143,11 @@ fn arm(fault: Fault) {
 
 /// Parses the child's result lines (ops and wall time after the workload,
 /// final RSS after the purge delay).
-fn parse_result(stdout: &str) -> Option<(u64, f64, u64)> {
+fn parse_result(stdout: &str) -> Option<(u64, f64, u64, Option<[u64; 3]>)> {
     let mut ops = None;
     let mut wall = None;
     let mut rss = None;
+    let mut slow = [None; 3];
     for line in stdout.lines().filter(|l| l.starts_with(RESULT_PREFIX)) {
         for kv in line.split_whitespace().skip(1) {
             let (k, v) = kv.split_once('=')?;
@@ -140,11 +155,18 @@ fn parse_result(stdout: &str) -> Option<(u64, f64, u64)> {
                 "ops" => ops = v.parse().ok(),
                 "wall_s" => wall = v.parse().ok(),
                 "final_rss_kib" => rss = v.parse().ok(),
+                "refills" => slow[0] = v.parse().ok(),
+                "flushes" => slow[1] = v.parse().ok(),
+                "cas_retries" => slow[2] = v.parse().ok(),
                 _ => {}
             }
         }
     }
-    Some((ops?, wall?, rss?))
+    let slow = match slow {
+        [Some(r), Some(f), Some(c)] => Some([r, f, c]),
+        _ => None,
+    };
+    Some((ops?, wall?, rss?, slow))
 }
 
 fn timeval_s(t: libc::timeval) -> f64 {
@@ -290,7 +312,7 @@ impl Running {
                 tail(&stderr)
             ));
         }
-        let (ops, wall_s, final_rss_kib) = parse_result(&stdout)
+        let (ops, wall_s, final_rss_kib, slow_path) = parse_result(&stdout)
             .ok_or_else(|| format!("no result lines in {:?}", tail(&stdout)))?;
         Ok(Measure {
             ops,
@@ -298,6 +320,7 @@ impl Running {
             peak_rss_kib: usage.ru_maxrss.max(0) as u64,
             final_rss_kib,
             cpu_s: timeval_s(usage.ru_utime) + timeval_s(usage.ru_stime),
+            slow_path,
         })
     }
 }
