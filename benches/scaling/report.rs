@@ -994,7 +994,7 @@ fn results_md(s: &Summary, m: &Machine) -> String {
     );
     let _ = writeln!(
         out,
-        "- Real C programs (CPython, sort, gzip, gcc, git) under `LD_PRELOAD` of `libshoalloc.so`, mimalloc, jemalloc, tcmalloc and glibc: [`preload.md`](preload.md), written by `capi/bench/preload.sh`, which `--full` runs of this benchmark call at the end (`--preload` for other runs)."
+        "- Real C programs (CPython, sort, gzip, gcc, git, redis, sqlite, and the project's own C/C++ pattern programs) under `LD_PRELOAD` of `libshoalloc.so`, mimalloc, jemalloc, tcmalloc and glibc: [`preload.md`](preload.md), written by `capi/bench/preload.sh`, which `--full` runs of this benchmark call at the end (`--preload` for other runs)."
     );
     if s.total_failures() > 0 {
         let _ = writeln!(
