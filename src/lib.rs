@@ -98,6 +98,24 @@ pub fn set_purge_delay(delay: core::time::Duration) {
     options::set_purge_delay_ms(delay.as_millis().min(u128::from(u64::MAX)) as u64);
 }
 
+/// Turns the statistics report at exit on or off (also set by
+/// `SHOALLOC_SHOW_STATS`, which this call overrides): the table that
+/// [`print_stats`] prints, written to stderr when the process exits.
+#[cfg(not(loom))]
+pub fn set_show_stats(on: bool) {
+    options::set_show_stats(on);
+    stats::arm_exit_report();
+}
+
+/// Turns failure reports on or off (also set by `SHOALLOC_VERBOSE`, which
+/// this call overrides): when on, an allocation that returns null because
+/// the OS refused memory, or because the range for small and medium memory
+/// is used up, says so on stderr.
+#[cfg(not(loom))]
+pub fn set_verbose(on: bool) {
+    options::set_verbose(on);
+}
+
 /// The purge delay now in force.
 #[cfg(not(loom))]
 pub fn purge_delay() -> core::time::Duration {

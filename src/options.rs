@@ -5,8 +5,14 @@
 //! |---|---|---|
 //! | `SHOALLOC_PURGE_DELAY_MS` | 100 | how long freed small and medium memory stays resident before it is given back to the OS; 0 purges at the next opportunity |
 //! | `SHOALLOC_SHOW_STATS` | 0 | `1`: print the statistics table ([`crate::stats`]) on stderr at process exit; `0`: do not |
+//! | `SHOALLOC_VERBOSE` | 0 | `1`: say on stderr why an allocation returns null (the OS refused a mapping, or the 128 GiB range of small and medium memory is used up) |
 //!
-//! An invalid value is reported once on stderr and ignored.
+//! An invalid value is reported once on stderr and ignored. Each has a
+//! Rust setter (`shoalloc::set_purge_delay`, `set_show_stats`,
+//! `set_verbose`) that overrides the environment. The secure checks are
+//! not a run-time switch: they are a type (`ShoalSecure`) or a library
+//! (`libshoalloc_secure.so`), because a heap cannot start checking block
+//! states that it has not kept from the start.
 
 use crate::sync::statics::{AtomicU64, AtomicU8, Ordering};
 
@@ -51,37 +57,132 @@ fn read_purge_delay() -> u64 {
     }
 }
 
-/// `SHOALLOC_SHOW_STATS`: 0 not read yet, 1 off, 2 on.
-static SHOW_STATS: AtomicU8 = AtomicU8::new(0);
+/// A switch read from the environment once (`0` or `1`), which a Rust call
+/// may set instead: 0 not read yet, 1 off, 2 on.
+struct Switch {
+    state: AtomicU8,
+    /// The variable's name, NUL-terminated.
+    name: &'static str,
+    /// What is printed, once, for a value other than `0` or `1`.
+    invalid: &'static str,
+}
 
-/// Whether `SHOALLOC_SHOW_STATS=1`: print the statistics at exit. Read once
-/// (on the first segment or huge mapping, a slow path); an invalid value is
-/// reported once and counts as off.
-pub fn show_stats() -> bool {
-    match SHOW_STATS.load(Ordering::Relaxed) {
-        0 => read_show_stats(),
-        state => state == 2,
+impl Switch {
+    const fn new(name: &'static str, invalid: &'static str) -> Self {
+        Self {
+            state: AtomicU8::new(0),
+            name,
+            invalid,
+        }
+    }
+
+    #[inline]
+    fn get(&self) -> bool {
+        match self.state.load(Ordering::Relaxed) {
+            0 => self.read(),
+            state => state == 2,
+        }
+    }
+
+    fn set(&self, on: bool) {
+        self.state.store(1 + u8::from(on), Ordering::Relaxed);
+    }
+
+    #[cold]
+    fn read(&self) -> bool {
+        let on = match env(self.name) {
+            None | Some(b"0") => false,
+            Some(b"1") => true,
+            Some(_) => {
+                // Only the thread that settles the value reports it.
+                if self
+                    .state
+                    .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    report(self.invalid);
+                }
+                return self.state.load(Ordering::Relaxed) == 2;
+            }
+        };
+        // A racing `set` wins over the environment.
+        match self
+            .state
+            .compare_exchange(0, 1 + u8::from(on), Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => on,
+            Err(state) => state == 2,
+        }
     }
 }
 
+static SHOW_STATS: Switch = Switch::new(
+    "SHOALLOC_SHOW_STATS\0",
+    "shoalloc: ignoring invalid SHOALLOC_SHOW_STATS (want 0 or 1)\n",
+);
+
+static VERBOSE: Switch = Switch::new(
+    "SHOALLOC_VERBOSE\0",
+    "shoalloc: ignoring invalid SHOALLOC_VERBOSE (want 0 or 1)\n",
+);
+
+/// Whether `SHOALLOC_SHOW_STATS=1` (or [`set_show_stats`]): print the
+/// statistics at exit. Read once (on the first segment or huge mapping, a
+/// slow path); an invalid value is reported once and counts as off.
+pub fn show_stats() -> bool {
+    SHOW_STATS.get()
+}
+
+/// Sets the exit report on or off; overrides the environment.
+pub fn set_show_stats(on: bool) {
+    SHOW_STATS.set(on);
+}
+
+/// Whether `SHOALLOC_VERBOSE=1` (or [`set_verbose`]): report on stderr why
+/// an allocation returns null (the OS refused memory, or the address range
+/// for small and medium memory is used up). Read on those failure paths
+/// only.
+pub fn verbose() -> bool {
+    VERBOSE.get()
+}
+
+/// Sets the failure reports on or off; overrides the environment.
+pub fn set_verbose(on: bool) {
+    VERBOSE.set(on);
+}
+
+/// Reports a failed allocation step when [`verbose`]: `what` followed by
+/// `bytes` in decimal and a newline, in one `write(2)` from a stack buffer
+/// (the heap may be the thing that failed).
 #[cold]
-fn read_show_stats() -> bool {
-    let on = match env("SHOALLOC_SHOW_STATS\0") {
-        None | Some(b"0") => false,
-        Some(b"1") => true,
-        Some(_) => {
-            // Only the thread that settles the value reports it.
-            if SHOW_STATS
-                .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                report("shoalloc: ignoring invalid SHOALLOC_SHOW_STATS (want 0 or 1)\n");
-            }
-            return false;
+pub fn report_failure(what: &str, bytes: usize) {
+    if !verbose() {
+        return;
+    }
+    let mut buf = [0u8; 256];
+    let head = what.as_bytes();
+    let n = head.len().min(buf.len() - 24);
+    buf[..n].copy_from_slice(&head[..n]);
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = bytes;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
         }
-    };
-    let _ = SHOW_STATS.compare_exchange(0, 1 + u8::from(on), Ordering::Relaxed, Ordering::Relaxed);
-    on
+    }
+    let tail = &digits[i..];
+    buf[n..n + tail.len()].copy_from_slice(tail);
+    let mut len = n + tail.len();
+    let suffix = b" bytes\n";
+    buf[len..len + suffix.len()].copy_from_slice(suffix);
+    len += suffix.len();
+    // SAFETY: `len` initialised bytes of our own buffer; the result is
+    // ignored (nothing else to do).
+    unsafe { libc::write(2, buf.as_ptr().cast(), len) };
 }
 
 /// Decimal milliseconds, at most one day.

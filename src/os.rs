@@ -142,6 +142,10 @@ mod imp {
             )
         };
         if p == libc::MAP_FAILED {
+            crate::options::report_failure(
+                "shoalloc: out of memory: the OS refused a mapping of ",
+                size,
+            );
             core::ptr::null_mut()
         } else {
             p.cast()

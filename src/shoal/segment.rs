@@ -696,6 +696,10 @@ impl Segments {
                 // entry stays 0, and only such a kernel ever gets here.
                 // SAFETY: we just mapped it and nobody else knows it.
                 unsafe { os::unmap(base, SEGMENT_SIZE, SEGMENT_SIZE) };
+                options::report_failure(
+                    "shoalloc: out of memory: no segment number or address left for small and medium memory (at most 32767 segments, 128 GiB); a segment is ",
+                    SEGMENT_SIZE,
+                );
                 return None;
             }
         };
