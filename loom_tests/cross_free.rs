@@ -85,6 +85,64 @@ fn cross_free_cached() {
     );
 }
 
+/// The cached race across shards: B's cache is on shard 1, so its batch
+/// `[p, …]` goes to shard 1's stack, which also holds the older batch; every
+/// page is used up, so A's `take` on shard 0 finds its own stack, the partial
+/// stack and the carve word empty and must take from shard 1 — racing with
+/// B's push there.
+#[test]
+fn cross_free_cached_other_shard() {
+    model(
+        "cross_free_cached_other_shard",
+        2,
+        "A (shard 0): alloc (hit), publish p, alloc (take from shard 1) | \
+         B (shard 1): receive p, free p (give to shard 1)",
+        || {
+            let pools = pools(2, 4);
+            let pre = take_blocks(&pools, 8);
+            let mut setup = ThreadCache::new();
+            setup.set_shard(1);
+            fill_cache(&mut setup, &pools, &pre[..2]);
+            // SAFETY: this cache is only ever used with this one pool.
+            unsafe { setup.flush_all(&*pools) };
+            let a_blocks = pre[2..3].to_vec();
+            let b_blocks = pre[3..6].to_vec();
+            let kept = pre[6..8].to_vec();
+            let slot = Arc::new(AtomicUsize::new(0));
+
+            let (p, s) = (pools.clone(), slot.clone());
+            let a = thread::spawn(move || {
+                let mut cache = ThreadCache::new();
+                fill_cache(&mut cache, &p, &a_blocks);
+                let mine = alloc(&mut cache, &p);
+                assert_eq!(mine, a_blocks[0], "a cache hit");
+                s.store(mine, Ordering::Release);
+                let next = alloc(&mut cache, &p);
+                assert!(next != 0, "out of memory with shard 1 holding batches");
+                let mut held = vec![next];
+                held.extend(drain_cache(&mut cache, &p));
+                held
+            });
+            let (p, s) = (pools.clone(), slot.clone());
+            let b = thread::spawn(move || {
+                let mut cache = ThreadCache::new();
+                cache.set_shard(1);
+                fill_cache(&mut cache, &p, &b_blocks);
+                let theirs = receive(&s);
+                // SAFETY: A gave us `theirs` and no longer uses it; it
+                // completes a recent batch of our full cache, so that batch
+                // goes to shard 1.
+                unsafe { free(&mut cache, &p, theirs) };
+                drain_cache(&mut cache, &p)
+            });
+            let mut held = a.join().unwrap();
+            held.extend(b.join().unwrap());
+            held.extend(kept);
+            assert_conserved(&pools, &held);
+        },
+    );
+}
+
 /// The cached race with a third thread C that allocates from an empty cache
 /// (one `take`) at the same time, competing with A for B's batch and the
 /// older one.

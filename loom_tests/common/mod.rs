@@ -553,7 +553,7 @@ pub unsafe fn chain(blocks: &[usize]) -> Batch {
 
 /// The blocks of one `Pools::take` of `want`, each touched by the caller.
 pub fn take(pools: &ModelPools, want: u32) -> Vec<usize> {
-    let blocks = batch_blocks(pools.take(CLASS, want).expect("out of memory"));
+    let blocks = batch_blocks(pools.take(CLASS, want, 0).expect("out of memory"));
     for &b in &blocks {
         pools.backing().touch(b);
     }
@@ -584,7 +584,7 @@ pub fn take_blocks(pools: &ModelPools, n: usize) -> Vec<usize> {
 pub fn give_one(pools: &ModelPools, block: usize) {
     pools.backing().touch(block);
     // SAFETY: the caller owns `block`, a block of this pool, and gives it up.
-    unsafe { pools.give(CLASS, chain(&[block])) };
+    unsafe { pools.give(CLASS, chain(&[block]), 0) };
 }
 
 /// Sends `blocks` home to their pages as one batch (`ClassPool::send_home`:
@@ -660,7 +660,7 @@ fn drain_with_take(pools: &ModelPools, seen: &mut BTreeMap<usize, u32>) {
     let backing = pools.backing();
     let limit = 2 * backing.total_blocks();
     let mut drained = 0;
-    while let Some(batch) = pools.take(CLASS, u32::MAX) {
+    while let Some(batch) = pools.take(CLASS, u32::MAX, 0) {
         for b in batch_blocks(batch) {
             // Panics on anything that is not a block of the backing.
             // SAFETY: the model's `handle_of` checks its argument and reads nothing.
@@ -808,6 +808,11 @@ fn builder() -> (loom::model::Builder, usize) {
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(DEFAULT_PREEMPTIONS);
     }
+    // Loom stops an execution after 1000 branches by default, a guard
+    // against spin loops. `maintain` visits every class and each class's
+    // batch stacks (52 × 3 stacks), so one collect, the final conservation
+    // drain and a few takes pass that without spinning.
+    builder.max_branches = builder.max_branches.max(10_000);
     let bound = builder.preemption_bound.unwrap();
     (builder, bound)
 }

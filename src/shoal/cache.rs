@@ -93,6 +93,10 @@ impl ClassCache {
 #[derive(Debug)]
 pub struct ThreadCache {
     classes: [ClassCache; NUM_CLASSES],
+    /// This thread's share of the shared pools (see [`SharedPool::take`]):
+    /// batches it retires go there and refills look there first. Dealt by
+    /// `shoal::thread` when the cache is armed; 0 until then.
+    shard: usize,
 }
 
 impl Default for ThreadCache {
@@ -106,7 +110,13 @@ impl ThreadCache {
     pub const fn new() -> Self {
         Self {
             classes: [ClassCache::EMPTY; NUM_CLASSES],
+            shard: 0,
         }
+    }
+
+    /// Sets the pool shard this cache gives to and takes from first.
+    pub fn set_shard(&mut self, shard: usize) {
+        self.shard = shard;
     }
 
     /// A free block of `class`, or null when the pool is out of memory.
@@ -166,7 +176,7 @@ impl ThreadCache {
         class: usize,
         check: impl Fn(*mut FreeBlock),
     ) -> *mut u8 {
-        let Some(batch) = pool.take(class, batch_len(class)) else {
+        let Some(batch) = pool.take(class, batch_len(class), self.shard) else {
             return null_mut();
         };
         let block = batch.head;
@@ -223,6 +233,7 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     fn retire(&mut self, pool: &impl SharedPool, class: usize) {
+        let shard = self.shard;
         let list = &mut self.classes[class];
         let batch = list.take_recent();
         if list.stock.is_null() {
@@ -231,7 +242,7 @@ impl ThreadCache {
         } else {
             // SAFETY: `recent`'s blocks were ours (a null-terminated chain of
             // `len` blocks of `class`) and are on no other list.
-            unsafe { pool.give(class, batch) };
+            unsafe { pool.give(class, batch, shard) };
         }
     }
 
@@ -241,17 +252,18 @@ impl ThreadCache {
     /// # Safety
     /// `pool` is the pool every earlier call on this cache was given.
     pub unsafe fn flush_all(&mut self, pool: &impl SharedPool) {
+        let shard = self.shard;
         for class in 0..NUM_CLASSES {
             let list = &mut self.classes[class];
             if !list.recent.is_null() {
                 let batch = list.take_recent();
                 // SAFETY: as in `retire`.
-                unsafe { pool.give(class, batch) };
+                unsafe { pool.give(class, batch, shard) };
             }
             if !list.stock.is_null() {
                 let batch = list.take_stock();
                 // SAFETY: `stock`'s blocks were ours and are on no other list.
-                unsafe { pool.give(class, batch) };
+                unsafe { pool.give(class, batch, shard) };
             }
         }
     }
@@ -294,7 +306,7 @@ mod tests {
     // SAFETY: batches are carved from the arena in class-sized steps or are
     // batches given back earlier.
     unsafe impl SharedPool for CountingPool {
-        fn take(&self, class: usize, want: u32) -> Option<Batch> {
+        fn take(&self, class: usize, want: u32, _shard: usize) -> Option<Batch> {
             self.takes.set(self.takes.get() + 1);
             if let Some(b) = self.returned.borrow_mut().pop() {
                 return Some(b);
@@ -315,7 +327,7 @@ mod tests {
             Some(Batch { head, len: want })
         }
 
-        unsafe fn give(&self, _class: usize, batch: Batch) {
+        unsafe fn give(&self, _class: usize, batch: Batch, _shard: usize) {
             let mut n = 0;
             let mut p = batch.head;
             while !p.is_null() {

@@ -22,7 +22,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 /// Bit position of the batch length in a locked-list link word. Block
 /// addresses are user-space addresses below `2^ADDRESS_BITS` (48 bits, see
 /// [`crate::os::ADDRESS_BITS`]), so the top 16 bits of the word are free; a
-/// batch holds at most 64 blocks.
+/// batch holds at most 512 blocks.
 const LEN_SHIFT: u32 = 48;
 const PTR_MASK: u64 = (1 << LEN_SHIFT) - 1;
 
@@ -95,13 +95,14 @@ impl Default for LockedPools {
 // SAFETY: batches are those given back (valid by `give`'s contract) or
 // carved by the class's `ClassPool`, under the one lock.
 unsafe impl SharedPool for LockedPools {
-    fn take(&self, class: usize, want: u32) -> Option<Batch> {
+    /// One list per class: the locked ablation has no shards.
+    fn take(&self, class: usize, want: u32, _shard: usize) -> Option<Batch> {
         let mut inner = self.lock();
         let head = inner.batches[class];
         if head.is_null() {
             // SAFETY: carver `class` is only ever used with `Segments` and
             // `class`.
-            return unsafe { inner.carvers[class].take(&Segments, class, want, true) };
+            return unsafe { inner.carvers[class].take(&Segments, class, want, true, 0) };
         }
         // SAFETY: `head` heads a batch on our list (LockedInner invariant);
         // we hold the lock, so no other thread reads or writes its link.
@@ -112,7 +113,7 @@ unsafe impl SharedPool for LockedPools {
         Some(Batch { head, len })
     }
 
-    unsafe fn give(&self, class: usize, batch: Batch) {
+    unsafe fn give(&self, class: usize, batch: Batch, _shard: usize) {
         debug_assert!(batch.len > 0 && !batch.head.is_null());
         debug_assert!(batch.len < 1 << (64 - LEN_SHIFT));
         let mut inner = self.lock();
@@ -198,19 +199,19 @@ mod tests {
     fn locked_list_is_lifo_and_counts_blocks() {
         let pools = LockedPools::new();
         let class = class_of(4096);
-        let a = pools.take(class, 4).unwrap();
-        let b = pools.take(class, 2).unwrap();
+        let a = pools.take(class, 4, 0).unwrap();
+        let b = pools.take(class, 2, 0).unwrap();
         assert_eq!((a.len, b.len), (4, 2));
         let (ah, bh) = (a.head, b.head);
         // SAFETY: both batches are ours, freshly carved.
         unsafe {
-            pools.give(class, a);
-            pools.give(class, b);
+            pools.give(class, a, 0);
+            pools.give(class, b, 0);
         }
         assert_eq!(pools.pooled_blocks(class), 6);
-        let first = pools.take(class, 64).unwrap();
+        let first = pools.take(class, 64, 0).unwrap();
         assert_eq!((first.head, first.len), (bh, 2));
-        let second = pools.take(class, 64).unwrap();
+        let second = pools.take(class, 64, 0).unwrap();
         assert_eq!((second.head, second.len), (ah, 4));
         assert_eq!(pools.pooled_blocks(class), 0);
     }

@@ -2,16 +2,19 @@
 //!
 //! Each class has a [`ClassPool`] with three sources of blocks, tried in
 //! order by [`ClassPool::take`]:
-//! 1. `batches`: a lock-free [`BatchStack`] of whole batches that threads gave
-//!    back — one CAS moves a batch either way, the steady-state path;
+//! 1. `shards`: [`SHARDS`] lock-free [`BatchStack`]s of whole batches that
+//!    threads gave back — one CAS moves a batch either way, the steady-state
+//!    path. A thread gives to its own shard and takes from it first; it
+//!    takes another shard's batches only when the next two sources have
+//!    nothing without mapping memory (see [`SHARDS`]);
 //! 2. `partial`: a lock-free stack of the class's *pages* (see
 //!    [`super::page`]) that have blocks at home — one CAS on the page's
 //!    anchor takes its whole home list;
 //! 3. the *carve word*: never-used blocks cut off the class's current page,
 //!    and when that page is used up, a fresh page from the page heap.
 //!
-//! [`ClassPool::give`] pushes a returned batch on `batches` while the stack
-//! holds fewer than [`stack_cap`] blocks; past that, the batch is *sent
+//! [`ClassPool::give`] pushes a returned batch on the giver's shard while
+//! that stack holds fewer than [`stack_cap`] blocks; past that, the batch is *sent
 //! home*: its blocks go back to their pages, one anchor CAS per run of blocks
 //! of the same page. A page whose blocks are all home leaves the class and
 //! its units return to the page heap, where any class or a medium object may
@@ -158,21 +161,27 @@ pub unsafe trait SharedPool {
     /// A batch of free blocks of `class` — usually `want` of them (at least
     /// one, whatever `want` says) when carved, however many a thread gave
     /// back when reused — or `None` when out of memory. Panics if `class` is
-    /// not a size class.
-    fn take(&self, class: usize, want: u32) -> Option<Batch>;
-    /// Returns a batch of free blocks of `class`.
+    /// not a size class. `shard` names the caller's share of the pool (any
+    /// value; a pool may ignore it): batches given with a shard are taken
+    /// back with that shard first.
+    fn take(&self, class: usize, want: u32, shard: usize) -> Option<Batch>;
+    /// Returns a batch of free blocks of `class`, to the caller's `shard`.
     ///
     /// # Safety
     /// Every block in `batch` is a free block of `class` from this pool, owned
     /// by the caller, and appears in no other list.
-    unsafe fn give(&self, class: usize, batch: Batch);
+    unsafe fn give(&self, class: usize, batch: Batch, shard: usize);
 }
 
-/// Most blocks a class's `batches` stack keeps before returned batches go
-/// home to their pages: about 512 KiB, and at least two batches. Bounds the
-/// free memory a class can hold away from the page heap between ticks.
+/// Most blocks one shard's stack of a class keeps before returned batches
+/// go home to their pages: about 2 MiB, and at least two batches. Bounds
+/// the free memory a shard can hold away from the page heap between ticks
+/// (idle classes are drained by the tick, and all of them before the heap
+/// maps more memory). A thread that builds and frees more than this sends
+/// the rest home, where the other threads take it: at 512 KiB the C++
+/// objects program's threads traded most of their blocks that way.
 pub const fn stack_cap(class: usize) -> u64 {
-    let by_bytes = (512 * 1024 / CLASS_SIZE[class]) as u64;
+    let by_bytes = (2 * 1024 * 1024 / CLASS_SIZE[class]) as u64;
     let two_batches = 2 * batch_len(class) as u64;
     if by_bytes > two_batches {
         by_bytes
@@ -184,14 +193,74 @@ pub const fn stack_cap(class: usize) -> u64 {
 /// [`ClassPool`] activity bit: a batch was given since the last pressure relief.
 const GIVEN_SINCE_RELIEF: u32 = 1;
 
-/// The shared pool of one size class.
+/// Batch stacks per class. A thread gives its surplus to its own shard
+/// and refills from it, so the blocks it freed come back to it, still warm
+/// in its core's cache, instead of to another thread's core. With one stack
+/// per class, a thread that builds and tears down more small objects than
+/// its cache holds handed its just-freed blocks to the other threads: on
+/// two cores the C++ objects program (`capi/bench/objects.cpp`) ran twice
+/// as long when its threads sat on cores that share no cache. Threads are
+/// dealt shards in turn, so up to `SHARDS` threads each have their own.
+#[cfg(not(loom))]
+pub const SHARDS: usize = 8;
+/// Two under loom: enough for a take to find its own stack empty and take
+/// another's, without multiplying the interleavings of every model.
+#[cfg(loom)]
+pub const SHARDS: usize = 2;
+
+/// One of a class's batch stacks, with its count and counters, on cache
+/// lines of its own, so that threads on different shards write no common
+/// line on the steady-state path.
 #[derive(Debug)]
-pub struct ClassPool {
+struct Shard {
     /// Free batches.
     batches: BatchStack,
     /// Blocks in `batches` (added before a push, subtracted after a pop, so
     /// it never reads low while a batch is in the stack).
     stacked: AtomicU64,
+    /// Batches taken by threads of this shard ([`Pools::take`]: a
+    /// thread-cache refill or an uncached allocation).
+    refills: Counter,
+    /// Batches given back by threads of this shard ([`Pools::give`]: a
+    /// thread-cache flush or an uncached free).
+    flushes: Counter,
+}
+
+impl Shard {
+    #[cfg(not(loom))]
+    const fn new() -> Self {
+        Self {
+            batches: BatchStack::new(),
+            stacked: AtomicU64::new(0),
+            refills: Counter::new(),
+            flushes: Counter::new(),
+        }
+    }
+
+    #[cfg(loom)]
+    fn new() -> Self {
+        Self {
+            batches: BatchStack::new(),
+            stacked: AtomicU64::new(0),
+            refills: Counter::new(),
+            flushes: Counter::new(),
+        }
+    }
+}
+
+/// A shard in its pool: on cache lines of its own. Under loom, unpadded:
+/// padding means nothing to the model, and the `Pools` a model builds must
+/// fit the 32 KiB stack of loom's main thread.
+#[cfg(not(loom))]
+type ShardSlot = CachePadded<Shard>;
+#[cfg(loom)]
+type ShardSlot = Shard;
+
+/// The shared pool of one size class.
+#[derive(Debug)]
+pub struct ClassPool {
+    /// Free batches, by shard.
+    shards: [ShardSlot; SHARDS],
     /// Pages of this class in state `LISTED` (linked through their handles).
     partial: BatchStack,
     /// `page handle << 16 | blocks carved` (0: no page yet).
@@ -201,21 +270,9 @@ pub struct ClassPool {
     /// When a batch was last taken (ms on the backing's clock), for the tick:
     /// a class that took nothing for a purge delay is idle.
     last_take: AtomicU64,
-    /// Statistics, on this pool's own line, which every counted operation
-    /// writes anyway (see [`crate::stats`]).
-    counts: PoolCounts,
-}
-
-/// A class pool's statistics counters (relaxed adds on the slow path only).
-#[derive(Debug, Default)]
-struct PoolCounts {
-    /// Batches taken ([`Pools::take`]: a thread-cache refill or an uncached
-    /// allocation).
-    refills: Counter,
-    /// Batches given back ([`Pools::give`]: a thread-cache flush or an
-    /// uncached free).
-    flushes: Counter,
-    /// Failed CAS attempts on the batch stack and the carve word.
+    /// Failed CAS attempts on the batch stacks, the partial stack and the
+    /// carve word (see [`crate::stats`]; a relaxed add, only when there
+    /// were any).
     cas_retries: Counter,
 }
 
@@ -223,7 +280,7 @@ struct PoolCounts {
 /// read once, with no lock).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolSnapshot {
-    /// Blocks in the batch stack.
+    /// Blocks in the batch stacks.
     pub stacked: u64,
     /// The page being carved and the blocks carved from it so far.
     pub carving: Option<(u64, u32)>,
@@ -240,17 +297,12 @@ impl ClassPool {
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self {
-            batches: BatchStack::new(),
-            stacked: AtomicU64::new(0),
+            shards: [const { CachePadded::new(Shard::new()) }; SHARDS],
             partial: BatchStack::new(),
             carve: AtomicU64::new(0),
             activity: AtomicU32::new(0),
             last_take: AtomicU64::new(0),
-            counts: PoolCounts {
-                refills: Counter::new(),
-                flushes: Counter::new(),
-                cas_retries: Counter::new(),
-            },
+            cas_retries: Counter::new(),
         }
     }
 
@@ -258,29 +310,25 @@ impl ClassPool {
     #[cfg(loom)]
     pub fn new() -> Self {
         Self {
-            batches: BatchStack::new(),
-            stacked: AtomicU64::new(0),
+            shards: core::array::from_fn(|_| Shard::new()),
             partial: BatchStack::new(),
             carve: AtomicU64::new(0),
             activity: AtomicU32::new(0),
             last_take: AtomicU64::new(0),
-            counts: PoolCounts {
-                refills: Counter::new(),
-                flushes: Counter::new(),
-                cas_retries: Counter::new(),
-            },
+            cas_retries: Counter::new(),
         }
     }
 
     /// This pool's statistics now (racy, see [`PoolSnapshot`]).
     pub fn snapshot(&self) -> PoolSnapshot {
         let word = self.carve.load(Ordering::Relaxed);
+        let sum = |f: fn(&Shard) -> u64| self.shards.iter().map(|s| f(s)).sum();
         PoolSnapshot {
-            stacked: self.stacked.load(Ordering::Relaxed),
+            stacked: sum(|s| s.stacked.load(Ordering::Relaxed)),
             carving: (word >> 16 != 0).then_some((word >> 16, (word & 0xffff) as u32)),
-            refills: self.counts.refills.get(),
-            flushes: self.counts.flushes.get(),
-            cas_retries: self.counts.cas_retries.get(),
+            refills: sum(|s| s.refills.get()),
+            flushes: sum(|s| s.flushes.get()),
+            cas_retries: self.cas_retries.get(),
         }
     }
 
@@ -289,18 +337,19 @@ impl ClassPool {
     #[inline]
     fn note_retries(&self, n: u32) {
         if n != 0 {
-            self.counts.cas_retries.add(u64::from(n));
+            self.cas_retries.add(u64::from(n));
         }
     }
 
-    /// Counts a batch taken, unless the teeth tests' fault forgets it.
+    /// Counts a batch taken by a thread of `shard`, unless the teeth tests'
+    /// fault forgets it.
     #[inline]
-    fn note_refill(&self) {
+    fn note_refill(&self, shard: usize) {
         #[cfg(all(shoalloc_fault, not(loom)))]
         if crate::fault::is_armed(crate::fault::Fault::StatsForgetRefills) {
             return;
         }
-        self.counts.refills.add(1);
+        self.shards[shard].refills.add(1);
     }
 
     /// Records a take at `now`; a plain load when it is recorded already.
@@ -320,42 +369,74 @@ impl ClassPool {
         }
     }
 
-    /// A batch of free blocks: a whole batch that some thread returned, else
-    /// the home list of a partial page (cut to `want`, the rest stacked),
-    /// else up to `want` blocks carved fresh. With `grow` false, only memory
-    /// the backing already has is used.
+    /// A batch of free blocks: a whole batch that a thread of `shard`
+    /// returned, else the home list of a partial page (cut to `want`, the
+    /// rest stacked on `shard`), else up to `want` blocks carved from the
+    /// current page or a free span the backing already has, else a batch
+    /// another shard holds, else — with `grow` — blocks carved from memory
+    /// the backing maps. Another shard's batches come late because their
+    /// blocks are warm in another core's cache, often beside blocks that
+    /// core still writes (see [`SHARDS`]); they come before new memory, so
+    /// a producer whose blocks a consumer frees reuses them.
     ///
     /// # Safety
     /// Every call on this pool passes the same `backing` and `class`: the
     /// stacks' handles and the carve word are only meaningful in that
-    /// backing, and pages are sized for that class.
+    /// backing, and pages are sized for that class. `shard < SHARDS`.
     pub unsafe fn take(
         &self,
         backing: &impl Backing,
         class: usize,
         want: u32,
         grow: bool,
+        shard: usize,
     ) -> Option<Batch> {
-        let mut retries = 0;
-        // SAFETY: the caller passes the backing every push used.
-        let popped = unsafe { self.batches.pop_counted(backing, &mut retries) };
-        self.note_retries(retries);
-        if let Some((handle, len)) = popped {
-            self.stacked.fetch_sub(u64::from(len), Ordering::Relaxed);
-            // SAFETY: handles in the stack come from `handle_of`.
-            let head = unsafe { backing.addr_of(handle) };
-            backing.check_free(class, head);
-            return Some(Batch { head, len });
-        }
         // SAFETY: forwarded contract.
-        if let Some(batch) = unsafe { self.take_partial(backing, class, want) } {
+        if let Some(batch) = unsafe { self.pop(backing, class, shard) } {
             return Some(batch);
         }
-        self.carve(backing, class, want, grow)
+        // SAFETY: forwarded contract.
+        if let Some(batch) = unsafe { self.take_partial(backing, class, want, shard) } {
+            return Some(batch);
+        }
+        if let Some(batch) = self.carve(backing, class, want, false) {
+            return Some(batch);
+        }
+        for i in 1..SHARDS {
+            let from = (shard + i) % SHARDS;
+            // SAFETY: forwarded contract.
+            if let Some(batch) = unsafe { self.pop(backing, class, from) } {
+                return Some(batch);
+            }
+        }
+        if grow {
+            self.carve(backing, class, want, true)
+        } else {
+            None
+        }
+    }
+
+    /// The top batch of `shard`'s stack, if any.
+    ///
+    /// # Safety
+    /// As [`ClassPool::take`].
+    #[inline]
+    unsafe fn pop(&self, backing: &impl Backing, class: usize, shard: usize) -> Option<Batch> {
+        let shard = &self.shards[shard];
+        let mut retries = 0;
+        // SAFETY: the caller passes the backing every push used.
+        let popped = unsafe { shard.batches.pop_counted(backing, &mut retries) };
+        self.note_retries(retries);
+        let (handle, len) = popped?;
+        shard.stacked.fetch_sub(u64::from(len), Ordering::Relaxed);
+        // SAFETY: handles in the stack come from `handle_of`.
+        let head = unsafe { backing.addr_of(handle) };
+        backing.check_free(class, head);
+        Some(Batch { head, len })
     }
 
     /// The home list of a page from the partial stack, cut after `want`
-    /// blocks; the rest goes on `batches` as one batch.
+    /// blocks; the rest goes on `shard`'s stack as one batch.
     ///
     /// # Safety
     /// As [`ClassPool::take`].
@@ -364,6 +445,7 @@ impl ClassPool {
         backing: &impl Backing,
         class: usize,
         want: u32,
+        shard: usize,
     ) -> Option<Batch> {
         // SAFETY: the partial stack holds page handles pushed with `backing`.
         let (page, _) = unsafe { self.partial.pop(backing) }?;
@@ -381,38 +463,47 @@ impl ClassPool {
             // SAFETY: as above; `tail` is the `want`-th block.
             let rest = unsafe { core::mem::replace(&mut (*tail).next, core::ptr::null_mut()) };
             // SAFETY: the remaining blocks are ours and on no other list.
-            unsafe { self.push_batch(backing, rest, len - want) };
+            unsafe { self.push_batch(backing, rest, len - want, shard) };
             return Some(Batch { head, len: want });
         }
         Some(Batch { head, len })
     }
 
-    /// Pushes a batch on `batches`, counted.
+    /// Pushes a batch on `shard`'s stack, counted.
     ///
     /// # Safety
     /// The caller owns the `len` blocks chained from `head`, of this pool's
     /// class and backing.
-    unsafe fn push_batch(&self, backing: &impl Backing, head: *mut FreeBlock, len: u32) {
+    unsafe fn push_batch(
+        &self,
+        backing: &impl Backing,
+        head: *mut FreeBlock,
+        len: u32,
+        shard: usize,
+    ) {
         debug_assert!(len > 0 && !head.is_null());
-        self.stacked.fetch_add(u64::from(len), Ordering::Relaxed);
+        let shard = &self.shards[shard];
+        shard.stacked.fetch_add(u64::from(len), Ordering::Relaxed);
         // SAFETY: the caller's batch holds blocks carved from this backing.
         let handle = unsafe { backing.handle_of(head) };
         // SAFETY: the caller owns the batch, so its head is in no stack.
-        let retries = unsafe { self.batches.push_counted(backing, handle, len) };
+        let retries = unsafe { shard.batches.push_counted(backing, handle, len) };
         self.note_retries(retries);
     }
 
-    /// Takes a returned batch: on the stack while it holds fewer than
+    /// Takes a returned batch: on `shard`'s stack while it holds fewer than
     /// [`stack_cap`] blocks, else home to its pages.
     ///
     /// # Safety
     /// As [`SharedPool::give`]: the caller owns every block of `batch`, of
-    /// `class`, and `backing` is the one every call on this pool passes.
-    pub unsafe fn give(&self, backing: &impl Backing, class: usize, batch: Batch) {
+    /// `class`, and `backing` is the one every call on this pool passes;
+    /// `shard < SHARDS`.
+    pub unsafe fn give(&self, backing: &impl Backing, class: usize, batch: Batch, shard: usize) {
         debug_assert!(batch.len > 0 && !batch.head.is_null());
         self.note(GIVEN_SINCE_RELIEF);
+        let shard = &self.shards[shard];
         let len = u64::from(batch.len);
-        let before = self.stacked.fetch_add(len, Ordering::Relaxed);
+        let before = shard.stacked.fetch_add(len, Ordering::Relaxed);
         #[cfg(all(shoalloc_fault, not(loom)))]
         let before = if crate::fault::is_armed(crate::fault::Fault::KeepPages) {
             0
@@ -423,11 +514,11 @@ impl ClassPool {
             // SAFETY: the caller's batch holds blocks carved from this backing.
             let handle = unsafe { backing.handle_of(batch.head) };
             // SAFETY: the caller owns the batch, so its head is in no stack.
-            let retries = unsafe { self.batches.push_counted(backing, handle, batch.len) };
+            let retries = unsafe { shard.batches.push_counted(backing, handle, batch.len) };
             self.note_retries(retries);
             return;
         }
-        self.stacked.fetch_sub(len, Ordering::Relaxed);
+        shard.stacked.fetch_sub(len, Ordering::Relaxed);
         // SAFETY: forwarded contract.
         unsafe { self.send_home(backing, class, batch, None) };
     }
@@ -519,16 +610,18 @@ impl ClassPool {
         if crate::fault::is_armed(crate::fault::Fault::KeepPages) {
             return;
         }
-        let mut node = self.batches.take_all();
-        while node != 0 {
-            // SAFETY: we took the chain; its nodes were pushed with `backing`.
-            let (next, len) = unsafe { BatchStack::next_of(backing, node) };
-            self.stacked.fetch_sub(u64::from(len), Ordering::Relaxed);
-            // SAFETY: a batch handle names its first block.
-            let head = unsafe { backing.addr_of(node) };
-            // SAFETY: the batch is ours now.
-            unsafe { self.send_home(backing, class, Batch { head, len }, idle_since) };
-            node = next;
+        for shard in &self.shards {
+            let mut node = shard.batches.take_all();
+            while node != 0 {
+                // SAFETY: we took the chain; its nodes were pushed with `backing`.
+                let (next, len) = unsafe { BatchStack::next_of(backing, node) };
+                shard.stacked.fetch_sub(u64::from(len), Ordering::Relaxed);
+                // SAFETY: a batch handle names its first block.
+                let head = unsafe { backing.addr_of(node) };
+                // SAFETY: the batch is ours now.
+                unsafe { self.send_home(backing, class, Batch { head, len }, idle_since) };
+                node = next;
+            }
         }
         let capacity = backing.page_capacity(class);
         let mut page = self.partial.take_all();
@@ -790,51 +883,58 @@ impl<B: Backing> Pools<B> {
 // class's pages by `link_run`.
 unsafe impl<B: Backing> SharedPool for Pools<B> {
     #[inline]
-    fn take(&self, class: usize, want: u32) -> Option<Batch> {
+    fn take(&self, class: usize, want: u32, shard: usize) -> Option<Batch> {
         let pool = &self.classes[class];
-        // SAFETY: pool `class` only ever sees `self.backing` and `class`.
-        if let Some(batch) = unsafe { pool.take(&self.backing, class, want, false) } {
+        let shard = shard % SHARDS;
+        // SAFETY: pool `class` only ever sees `self.backing` and `class`;
+        // `shard` is in range.
+        if let Some(batch) = unsafe { pool.take(&self.backing, class, want, false, shard) } {
             // The take is recorded before the tick runs, so a class that
             // resumes after a quiet spell is not drained as idle by its own
             // first take.
             let now = self.backing.now_ms();
             pool.note_take(now);
-            pool.note_refill();
+            pool.note_refill(shard);
             self.tick(now);
             return Some(batch);
         }
         if self.relieve_pressure() {
             // SAFETY: as above.
-            if let Some(batch) = unsafe { pool.take(&self.backing, class, want, false) } {
+            if let Some(batch) = unsafe { pool.take(&self.backing, class, want, false, shard) } {
                 pool.note_take(self.backing.now_ms());
-                pool.note_refill();
+                pool.note_refill(shard);
                 return Some(batch);
             }
         }
         pool.note_take(self.backing.now_ms());
         // SAFETY: as above.
-        let batch = unsafe { pool.take(&self.backing, class, want, true) };
+        let batch = unsafe { pool.take(&self.backing, class, want, true, shard) };
         if batch.is_some() {
-            pool.note_refill();
+            pool.note_refill(shard);
         }
         batch
     }
 
     #[inline]
-    unsafe fn give(&self, class: usize, batch: Batch) {
+    unsafe fn give(&self, class: usize, batch: Batch, shard: usize) {
         let pool = &self.classes[class];
-        pool.counts.flushes.add(1);
-        // SAFETY: forwarded contract.
-        unsafe { pool.give(&self.backing, class, batch) };
+        let shard = shard % SHARDS;
+        pool.shards[shard].flushes.add(1);
+        // SAFETY: forwarded contract; `shard` is in range.
+        unsafe { pool.give(&self.backing, class, batch, shard) };
         self.tick(self.backing.now_ms());
     }
 }
+
+/// The shard of allocations made without a thread cache (rare: while a
+/// thread arms its cache, after its exit hook, the no-cache ablation).
+const UNCACHED_SHARD: usize = 0;
 
 /// One block straight from the shared pool: take a batch, keep its first
 /// block, give the rest back. Two atomic operations; used when no cache is
 /// available and by the no-cache ablation.
 pub fn alloc_uncached(pool: &impl SharedPool, class: usize) -> *mut u8 {
-    let Some(batch) = pool.take(class, 1) else {
+    let Some(batch) = pool.take(class, 1, UNCACHED_SHARD) else {
         return core::ptr::null_mut();
     };
     let block = batch.head;
@@ -843,7 +943,7 @@ pub fn alloc_uncached(pool: &impl SharedPool, class: usize) -> *mut u8 {
         // Deliberate fault for the teeth tests: give the whole batch back
         // and hand out a block that already has an owner.
         // SAFETY: the batch is ours.
-        unsafe { pool.give(class, batch) };
+        unsafe { pool.give(class, batch, UNCACHED_SHARD) };
         return live;
     }
     if batch.len > 1 {
@@ -857,6 +957,7 @@ pub fn alloc_uncached(pool: &impl SharedPool, class: usize) -> *mut u8 {
                     head: rest,
                     len: batch.len - 1,
                 },
+                UNCACHED_SHARD,
             )
         };
     }
@@ -878,6 +979,7 @@ pub unsafe fn free_uncached(pool: &impl SharedPool, class: usize, block: *mut u8
                 head: block,
                 len: 1,
             },
+            UNCACHED_SHARD,
         );
     }
 }

@@ -361,7 +361,7 @@ unsafe impl Backing for TestBacking {
 /// `pool.take` of class `class`, growing.
 fn take_class(pool: &ClassPool, b: &TestBacking, class: usize, want: u32) -> Option<Batch> {
     // SAFETY: each test uses a pool with one backing and one class only.
-    unsafe { pool.take(b, class, want, true) }
+    unsafe { pool.take(b, class, want, true, 0) }
 }
 
 /// The blocks of a class-0 batch from `take`, which must succeed.
@@ -406,7 +406,7 @@ unsafe fn chain(list: &[*mut FreeBlock]) -> Batch {
 fn give(pool: &ClassPool, b: &TestBacking, list: &[*mut FreeBlock]) {
     // SAFETY: the tests give only blocks they took from this pool and hold;
     // the pool is used with this backing and class 0 only.
-    unsafe { pool.give(b, CLASS, chain(list)) };
+    unsafe { pool.give(b, CLASS, chain(list), 0) };
 }
 
 /// `pool.send_home` of `list` as one batch.
@@ -522,26 +522,26 @@ fn give_stacks_below_the_cap_and_sends_home_past_it() {
     let p1 = b.page(1);
     let x = take(&pool, &b, 4);
     give(&pool, &b, &x[..3]);
-    assert_eq!(pool.stacked.load(Ordering::Relaxed), 3);
+    assert_eq!(pool.shards[0].stacked.load(Ordering::Relaxed), 3);
     assert_eq!(b.anchor(p1).at_home(), 0, "a stacked batch is not home");
     let y = take(&pool, &b, 8);
     assert_eq!(addrs(&y), addrs(&x[..3]), "the same batch comes back whole");
-    assert_eq!(pool.stacked.load(Ordering::Relaxed), 0);
+    assert_eq!(pool.shards[0].stacked.load(Ordering::Relaxed), 0);
 
     // Pretend the stack is two blocks short of its cap (reaching it for real
     // takes 32768 blocks of class 0; see the next test).
     let cap = stack_cap(CLASS);
-    pool.stacked.store(cap - 2, Ordering::Relaxed);
+    pool.shards[0].stacked.store(cap - 2, Ordering::Relaxed);
     give(&pool, &b, &y[..2]);
     assert_eq!(
-        pool.stacked.load(Ordering::Relaxed),
+        pool.shards[0].stacked.load(Ordering::Relaxed),
         cap,
         "up to the cap: stacked"
     );
     assert_eq!(b.anchor(p1).at_home(), 0);
     give(&pool, &b, &y[2..]);
     assert_eq!(
-        pool.stacked.load(Ordering::Relaxed),
+        pool.shards[0].stacked.load(Ordering::Relaxed),
         cap,
         "past the cap: home"
     );
@@ -550,18 +550,71 @@ fn give_stacks_below_the_cap_and_sends_home_past_it() {
     assert_eq!(b.anchor(p1).at_home(), 2);
     let z = take(&pool, &b, 8);
     assert_eq!(addrs(&z), addrs(&y[..2]));
-    assert_eq!(pool.stacked.load(Ordering::Relaxed), cap - 2);
-    pool.stacked.store(0, Ordering::Relaxed);
+    assert_eq!(pool.shards[0].stacked.load(Ordering::Relaxed), cap - 2);
+    pool.shards[0].stacked.store(0, Ordering::Relaxed);
+}
+
+/// `pool.take` for a thread of `shard`, growing.
+fn take_on(pool: &ClassPool, b: &TestBacking, want: u32, shard: usize) -> Option<Vec<usize>> {
+    // SAFETY: the pool is used with this backing and class 0 only.
+    unsafe { pool.take(b, CLASS, want, true, shard) }.map(|batch| addrs(&blocks(batch)))
+}
+
+/// `pool.give` for a thread of `shard`.
+fn give_on(pool: &ClassPool, b: &TestBacking, list: &[usize], shard: usize) {
+    let list: Vec<_> = list.iter().map(|&a| a as *mut FreeBlock).collect();
+    // SAFETY: as for `give`.
+    unsafe { pool.give(b, CLASS, chain(&list), shard) };
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "carves 33k blocks")]
-fn stack_cap_counts_blocks_for_real() {
-    let slots = 1024;
-    let b = TestBacking::new(40, slots);
+fn a_shard_takes_back_its_own_batches_and_takes_another_shards_last() {
+    // One page of 8 blocks: x and y use it up.
+    let b = TestBacking::new(1, 8);
     let pool = ClassPool::new();
+    let x = take_on(&pool, &b, 4, 0).unwrap();
+    let y = take_on(&pool, &b, 4, 1).unwrap();
+    // Shard 1 gives first, shard 0 last: one shared stack would hand x to
+    // the next taker whatever its shard.
+    give_on(&pool, &b, &y, 1);
+    give_on(&pool, &b, &x, 0);
+    assert_eq!(
+        take_on(&pool, &b, 4, 1).as_ref(),
+        Some(&y),
+        "shard 1 gets its own batch back"
+    );
+    // Shard 1 is empty and there is nothing to carve: only then does it
+    // take shard 0's batch, rather than fail.
+    assert_eq!(take_on(&pool, &b, 4, 1).as_ref(), Some(&x));
+    assert_eq!(take_on(&pool, &b, 4, 0), None, "every block is out");
+}
+
+#[test]
+fn a_shard_carves_before_it_takes_another_shards_batch() {
+    // Two pages of 4 blocks; x uses up the first.
+    let b = TestBacking::new(2, 4);
+    let pool = ClassPool::new();
+    let x = take_on(&pool, &b, 4, 0).unwrap();
+    give_on(&pool, &b, &x, 0);
+    let fresh = take_on(&pool, &b, 4, 1).unwrap();
+    assert!(
+        fresh.iter().all(|a| !x.contains(a)),
+        "shard 1 took shard 0's blocks while a page was free"
+    );
+    assert_eq!(take_on(&pool, &b, 4, 0).as_ref(), Some(&x));
+    give_on(&pool, &b, &fresh, 1);
+    drain(&pool, &b);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "carves 131k blocks")]
+fn stack_cap_counts_blocks_for_real() {
+    let slots = 4096;
     let len = batch_len(CLASS);
     let cap = stack_cap(CLASS);
+    let pages = (cap / u64::from(slots)) as u32 + 2;
+    let b = TestBacking::new(pages, slots);
+    let pool = ClassPool::new();
     assert_eq!(cap % u64::from(len), 0);
     let batches: Vec<_> = (0..cap / u64::from(len) + 1)
         .map(|_| {
@@ -570,19 +623,23 @@ fn stack_cap_counts_blocks_for_real() {
             batch
         })
         .collect();
-    let home = |b: &TestBacking| (1..=40).map(|p| b.anchor(b.page(p)).at_home()).sum::<u32>();
+    let home = |b: &TestBacking| {
+        (1..=pages)
+            .map(|p| b.anchor(b.page(p)).at_home())
+            .sum::<u32>()
+    };
     let (last, full) = batches.split_last().unwrap();
     for batch in full {
         give(&pool, &b, batch);
     }
-    assert_eq!(pool.stacked.load(Ordering::Relaxed), cap);
+    assert_eq!(pool.shards[0].stacked.load(Ordering::Relaxed), cap);
     assert_eq!(home(&b), 0, "up to the cap, every batch is stacked");
     give(&pool, &b, last);
-    assert_eq!(pool.stacked.load(Ordering::Relaxed), cap);
+    assert_eq!(pool.shards[0].stacked.load(Ordering::Relaxed), cap);
     assert_eq!(home(&b), len, "the batch past the cap went home");
     drain(&pool, &b);
-    assert_eq!(pool.stacked.load(Ordering::Relaxed), 0);
-    assert!(pool.batches.is_empty());
+    assert_eq!(pool.shards[0].stacked.load(Ordering::Relaxed), 0);
+    assert!(pool.shards[0].batches.is_empty());
 }
 
 #[test]
@@ -607,13 +664,13 @@ fn a_partial_page_serves_its_home_list_cut_to_want() {
     assert_eq!(b.anchor(p1).at_home(), 0);
     assert!(pool.partial.is_empty());
     assert_eq!(
-        pool.stacked.load(Ordering::Relaxed),
+        pool.shards[0].stacked.load(Ordering::Relaxed),
         2,
         "the rest is stacked"
     );
     let u = take(&pool, &b, 8);
     assert_eq!(addrs(&u), addrs(&[a[2], a[7]]));
-    assert_eq!(pool.stacked.load(Ordering::Relaxed), 0);
+    assert_eq!(pool.shards[0].stacked.load(Ordering::Relaxed), 0);
     // Then carving resumes on page 2.
     let v = take(&pool, &b, 8);
     assert_eq!(v.len(), 7);
@@ -638,7 +695,7 @@ fn drain_sends_batches_home_and_releases_pages_whose_blocks_are_all_home() {
     assert_eq!((b.anchor(p2).state(), b.anchor(p2).at_home()), (LISTED, 4));
     assert_eq!((b.anchor(p3).state(), b.anchor(p3).at_home()), (LISTED, 2));
     assert_eq!(b.released(), 0, "a LISTED page waits for a drain");
-    assert_eq!(pool.stacked.load(Ordering::Relaxed), 4);
+    assert_eq!(pool.shards[0].stacked.load(Ordering::Relaxed), 4);
 
     drain(&pool, &b);
     assert_eq!(b.released(), 2);
@@ -647,8 +704,8 @@ fn drain_sends_batches_home_and_releases_pages_whose_blocks_are_all_home() {
     assert_eq!(b.anchor(p2).state(), FREE, "all home: released");
     assert_eq!((b.anchor(p3).state(), b.anchor(p3).at_home()), (LISTED, 2));
     assert!(b.is_free(1) && b.is_free(2) && !b.is_free(3) && !b.is_free(4));
-    assert!(pool.batches.is_empty());
-    assert_eq!(pool.stacked.load(Ordering::Relaxed), 0);
+    assert!(pool.shards[0].batches.is_empty());
+    assert_eq!(pool.shards[0].stacked.load(Ordering::Relaxed), 0);
     // The page left listed still serves takes.
     let t = take(&pool, &b, 8);
     assert_eq!(addrs(&t), addrs(&[x3[1], x3[0]]), "last run first");
@@ -666,7 +723,7 @@ fn the_tick_drains_idle_classes_and_purges_their_pages_at_once() {
     backing.set_clock(1000);
     let pools = Pools::new(backing);
     let b = pools.backing();
-    let take = |class: usize, want: u32| blocks(pools.take(class, want).expect("room"));
+    let take = |class: usize, want: u32| blocks(pools.take(class, want, 0).expect("room"));
     let give = |class: usize, list: &[*mut FreeBlock]| {
         for &blk in list {
             // SAFETY: we hold the block; scribble over all of it, as a program would.
@@ -676,7 +733,7 @@ fn the_tick_drains_idle_classes_and_purges_their_pages_at_once() {
             };
         }
         // SAFETY: blocks of `class` taken from `pools`, held, given up.
-        unsafe { pools.give(class, chain(list)) };
+        unsafe { pools.give(class, chain(list), 0) };
     };
     // Class 0: page 1 carved and replaced (FULL), its blocks stacked.
     let a = take(0, 4);
@@ -694,13 +751,13 @@ fn the_tick_drains_idle_classes_and_purges_their_pages_at_once() {
     b.set_clock(1099);
     pools.maintain(false);
     assert_eq!(b.released(), 0, "nothing idle for the delay yet");
-    assert_eq!(pools.class(0).stacked.load(Ordering::Relaxed), 4);
+    assert_eq!(pools.class(0).shards[0].stacked.load(Ordering::Relaxed), 4);
 
     b.set_clock(1100);
     pools.maintain(false);
     // Class 0 took nothing for the delay: drained, its page released as idle
     // since its last take, and so purged in the same tick.
-    assert_eq!(pools.class(0).stacked.load(Ordering::Relaxed), 0);
+    assert_eq!(pools.class(0).shards[0].stacked.load(Ordering::Relaxed), 0);
     assert_eq!((b.released(), b.idle_released()), (1, 1));
     assert_eq!(b.anchor(b.page(1)).state(), FREE);
     assert_eq!(b.purged(), 1);
@@ -711,13 +768,13 @@ fn the_tick_drains_idle_classes_and_purges_their_pages_at_once() {
     assert!(b.is_free(1));
     assert_eq!(b.units.dirty_free(), 0);
     // Class 1 took 20 ms ago: untouched.
-    assert_eq!(pools.class(1).stacked.load(Ordering::Relaxed), 2);
+    assert_eq!(pools.class(1).shards[0].stacked.load(Ordering::Relaxed), 2);
     assert_eq!(b.anchor(b.page(3)).state(), FULL);
 
     // A forced tick drains every class and purges every free unit.
     b.set_clock(1101);
     pools.maintain(true);
-    assert_eq!(pools.class(1).stacked.load(Ordering::Relaxed), 0);
+    assert_eq!(pools.class(1).shards[0].stacked.load(Ordering::Relaxed), 0);
     assert_eq!((b.released(), b.idle_released()), (2, 1));
     assert_eq!(b.anchor(b.page(3)).state(), FREE);
     assert_eq!(b.purged(), 2);
@@ -733,7 +790,7 @@ fn the_tick_drains_idle_classes_and_purges_their_pages_at_once() {
         1201,
         "the tick ran and is due one delay later"
     );
-    assert_eq!(pools.class(0).stacked.load(Ordering::Relaxed), 0);
+    assert_eq!(pools.class(0).shards[0].stacked.load(Ordering::Relaxed), 0);
     let p2 = b.anchor(b.page(2));
     assert!(p2.at_home() == 1 || p2.state() == FREE, "a2 went home");
     // The rest of page 2, then a purged page handed out again: clean, and
@@ -748,32 +805,32 @@ fn the_tick_drains_idle_classes_and_purges_their_pages_at_once() {
 fn take_drains_classes_that_were_given_before_failing() {
     let pools = Pools::new(TestBacking::new(2, 4));
     let b = pools.backing();
-    let a = blocks(pools.take(0, 4).expect("room"));
-    let _c = blocks(pools.take(0, 4).expect("room"));
+    let a = blocks(pools.take(0, 4, 0).expect("room"));
+    let _c = blocks(pools.take(0, 4, 0).expect("room"));
     assert_eq!(b.acquired(), 2);
     // Page 1 (FULL) stacked in class 0; the page heap is empty.
     // SAFETY: blocks of class 0 taken from `pools`, held, given up.
-    unsafe { pools.give(0, chain(&a)) };
+    unsafe { pools.give(0, chain(&a), 0) };
     assert_eq!(
         pools.class(0).activity.load(Ordering::Relaxed),
         GIVEN_SINCE_RELIEF
     );
     // Class 1 finds no page, drains class 0 (which was given blocks) and gets
     // page 1 back from the page heap.
-    let d = blocks(pools.take(1, 2).expect("pressure relief"));
+    let d = blocks(pools.take(1, 2, 0).expect("pressure relief"));
     assert_eq!(b.page_of_block(d[0]), 1);
     assert_eq!((b.released(), b.acquired()), (1, 3));
-    assert_eq!(pools.class(0).stacked.load(Ordering::Relaxed), 0);
+    assert_eq!(pools.class(0).shards[0].stacked.load(Ordering::Relaxed), 0);
     assert_eq!(pools.class(0).activity.load(Ordering::Relaxed), 0);
     // Nothing given since: nothing to drain, out of memory.
-    assert!(pools.take(1, 1).is_none());
+    assert!(pools.take(1, 1, 0).is_none());
     assert_eq!(b.acquired(), 3);
 }
 
 /// Takes from `pools` until it returns `None`, counting every block seen.
 fn take_everything(pools: &Pools<TestBacking>, seen: &mut BTreeMap<usize, u32>) {
     let limit = pools.backing().all_blocks().len();
-    while let Some(batch) = pools.take(CLASS, 8) {
+    while let Some(batch) = pools.take(CLASS, 8, 0) {
         for blk in blocks(batch) {
             pools.backing().offset_of(blk);
             *seen.entry(blk as usize).or_default() += 1;
@@ -816,7 +873,7 @@ fn concurrent_takes_gives_and_returns_conserve_every_block() {
                     let op = r % 16;
                     if op < 7 && held.len() < HOLD {
                         let want = 1 + (r >> 8) as u32 % slots;
-                        if let Some(batch) = pools.take(CLASS, want) {
+                        if let Some(batch) = pools.take(CLASS, want, 0) {
                             for blk in blocks(batch) {
                                 let mark = (t + 1) << 40 | u64::from(i) << 8 | held.len() as u64;
                                 // SAFETY: the block is ours now; word 0 is
@@ -842,7 +899,7 @@ fn concurrent_takes_gives_and_returns_conserve_every_block() {
                             .collect();
                         if op < 13 {
                             // SAFETY: blocks of class 0 from `pools`, held, given up.
-                            unsafe { pools.give(CLASS, chain(&list)) };
+                            unsafe { pools.give(CLASS, chain(&list), 0) };
                         } else {
                             send_home(pool, b, &list);
                         }
@@ -851,7 +908,7 @@ fn concurrent_takes_gives_and_returns_conserve_every_block() {
                 let list: Vec<_> = held.iter().map(|&(blk, _)| blk).collect();
                 if !list.is_empty() {
                     // SAFETY: as above.
-                    unsafe { pools.give(CLASS, chain(&list)) };
+                    unsafe { pools.give(CLASS, chain(&list), 0) };
                 }
             });
         }

@@ -882,7 +882,7 @@ mod tests {
     /// `pool.take` for the one backing and class a test uses with `pool`.
     fn take(pool: &ClassPool, class: usize, want: u32) -> Batch {
         // SAFETY: each test uses its pool with `Segments` and one class only.
-        unsafe { pool.take(&Segments, class, want, true) }.expect("memory")
+        unsafe { pool.take(&Segments, class, want, true, 0) }.expect("memory")
     }
 
     fn chain(batch: &Batch) -> Vec<usize> {

@@ -57,10 +57,64 @@
 //! [`ThreadSlot::new`] and its test.
 
 use super::cache::ThreadCache;
+use super::pool::SHARDS;
 use super::pool::{alloc_uncached, free_uncached, FreeBlock, SharedPool};
-use crate::sync::statics::{AtomicUsize, Ordering};
+use crate::sync::statics::{AtomicU64, AtomicUsize, Ordering};
 use core::ffi::c_void;
 use core::marker::PhantomData;
+
+/// Deals the pool's shards (see `pool::SHARDS`) to the threads of one
+/// [`ThreadCaches`].
+#[derive(Debug)]
+struct ShardDealer {
+    /// Shards held by live threads, one bit each.
+    held: AtomicU64,
+    /// Turn for threads that find every shard held.
+    next: AtomicUsize,
+}
+
+const _: () = assert!(SHARDS <= 64);
+
+impl ShardDealer {
+    const fn new() -> Self {
+        Self {
+            held: AtomicU64::new(0),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// A shard for a thread whose cache is being armed, and whether the
+    /// thread holds it alone: the lowest shard no live thread holds, so that
+    /// a thread started after another exited takes over the blocks the dead
+    /// one left in its shard instead of carving fresh pages; when every
+    /// shard is held, one in turn, shared. Relaxed: any answer is correct,
+    /// only the spread matters.
+    fn claim(&self) -> (usize, bool) {
+        let all = u64::MAX >> (64 - SHARDS);
+        let mut held = self.held.load(Ordering::Relaxed);
+        loop {
+            let free = !held & all;
+            if free == 0 {
+                return (self.next.fetch_add(1, Ordering::Relaxed) % SHARDS, false);
+            }
+            let shard = free.trailing_zeros() as usize;
+            match self.held.compare_exchange_weak(
+                held,
+                held | 1 << shard,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return (shard, true),
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// Gives back a shard [`Self::claim`] handed out as held alone.
+    fn release(&self, shard: usize) {
+        self.held.fetch_and(!(1 << shard), Ordering::Relaxed);
+    }
+}
 
 const FRESH: u8 = 0;
 const ARMING: u8 = 1;
@@ -72,6 +126,9 @@ const DEAD: u8 = 3;
 pub struct ThreadSlot {
     cache: ThreadCache,
     state: u8,
+    /// `1 + shard` while this thread holds its pool shard alone (released
+    /// when it exits), 0 otherwise.
+    held_shard: u8,
 }
 
 impl ThreadSlot {
@@ -83,6 +140,7 @@ impl ThreadSlot {
         Self {
             cache: ThreadCache::new(),
             state: FRESH,
+            held_shard: 0,
         }
     }
 }
@@ -281,6 +339,8 @@ pub struct ThreadCaches<K: SlotKey> {
     pool: &'static K::Pool,
     /// `pthread_key_t + 1`, or 0 before the key is created.
     key: AtomicUsize,
+    /// Who gets which shard of `pool`.
+    shards: ShardDealer,
 }
 
 /// The pthread key destructor: flushes the dying thread's cache.
@@ -304,6 +364,7 @@ impl<K: SlotKey> ThreadCaches<K> {
             slot: PhantomData,
             pool,
             key: AtomicUsize::new(0),
+            shards: ShardDealer::new(),
         }
     }
 
@@ -349,8 +410,11 @@ impl<K: SlotKey> ThreadCaches<K> {
             unsafe { (*slot).state = DEAD };
             return core::ptr::null_mut();
         }
+        let (shard, alone) = self.shards.claim();
         // SAFETY: as above.
         unsafe {
+            (*slot).cache.set_shard(shard);
+            (*slot).held_shard = if alone { 1 + shard as u8 } else { 0 };
             (*slot).state = ACTIVE;
             &raw mut (*slot).cache
         }
@@ -467,6 +531,10 @@ impl<K: SlotKey> ThreadCaches<K> {
         }
         // SAFETY: the cache of a `K` slot only ever held blocks of `self.pool`.
         unsafe { slot.cache.flush_all(self.pool) };
+        if slot.held_shard != 0 {
+            self.shards.release(usize::from(slot.held_shard - 1));
+            slot.held_shard = 0;
+        }
     }
 }
 

@@ -64,12 +64,12 @@ const HEALTHY: &str = "healthy run passed";
 /// What a child's panic message starts with when the checker caught the fault.
 const CAUGHT: &str = "checker caught the fault:";
 
-/// 2000 allocations, no frees, in the four classes of 1 to 64 bytes and at
-/// alignments 1 to 8: each class takes enough blocks to drain a warm thread
-/// cache (at most two batches of 64) and refill it twice, which is when the
-/// fault hands a live block out again.
+/// 8000 allocations, no frees, in the four classes of 1 to 64 bytes and at
+/// alignments 1 to 8: each class takes enough blocks (2000) to drain a warm
+/// thread cache (fewer than two batches of 512) and refill it twice, which
+/// is when the fault hands a live block out again.
 fn allocations_only() -> Vec<Op> {
-    (0..2000)
+    (0..8000)
         .map(|i| Op::Alloc {
             size: 1 + i % 64,
             align_log: (i % 4) as u32,

@@ -13,7 +13,7 @@ use std::alloc::{GlobalAlloc, Layout};
 /// Bytes per block of the class the checks use (a size class of its own).
 pub const BLOCK: usize = 64;
 /// Largest batch of any class (`size_class::batch_len`).
-const MAX_BATCH: u64 = 64;
+const MAX_BATCH: u64 = 512;
 
 fn class_of(s: &Stats) -> usize {
     s.classes
