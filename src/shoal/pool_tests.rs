@@ -555,16 +555,20 @@ fn give_stacks_below_the_cap_and_sends_home_past_it() {
 }
 
 /// `pool.take` for a thread of `shard`, growing.
-fn take_on(pool: &ClassPool, b: &TestBacking, want: u32, shard: usize) -> Option<Vec<usize>> {
+fn take_on(
+    pool: &ClassPool,
+    b: &TestBacking,
+    want: u32,
+    shard: usize,
+) -> Option<Vec<*mut FreeBlock>> {
     // SAFETY: the pool is used with this backing and class 0 only.
-    unsafe { pool.take(b, CLASS, want, true, shard) }.map(|batch| addrs(&blocks(batch)))
+    unsafe { pool.take(b, CLASS, want, true, shard) }.map(blocks)
 }
 
 /// `pool.give` for a thread of `shard`.
-fn give_on(pool: &ClassPool, b: &TestBacking, list: &[usize], shard: usize) {
-    let list: Vec<_> = list.iter().map(|&a| a as *mut FreeBlock).collect();
+fn give_on(pool: &ClassPool, b: &TestBacking, list: &[*mut FreeBlock], shard: usize) {
     // SAFETY: as for `give`.
-    unsafe { pool.give(b, CLASS, chain(&list), shard) };
+    unsafe { pool.give(b, CLASS, chain(list), shard) };
 }
 
 #[test]
