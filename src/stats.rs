@@ -52,8 +52,8 @@
 //!
 //! # What counting costs
 //! Nothing on the fast path: a thread-cache hit (alloc or free) touches no
-//! counter. A refill or a flush adds one relaxed `fetch_add` on its class
-//! pool's own cache line, which that operation writes anyway; CAS retries
+//! counter. A refill or a flush adds one relaxed `fetch_add` on the cache
+//! line of its pool shard, which that operation writes anyway; CAS retries
 //! are counted in a register and added only when there were some; purges
 //! and huge objects add relaxed atomics beside a system call. Gathering
 //! ([`stats`]) walks every segment's descriptors: call it now and then, not

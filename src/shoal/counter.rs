@@ -1,7 +1,7 @@
 //! Statistics counters for the slow paths (see [`crate::stats`]).
 //!
 //! A [`Counter`] is a relaxed `fetch_add` on a word that sits beside data
-//! the same slow path already writes (a class pool's line, a segment-heap
+//! the same slow path already writes (a pool shard's line, a segment-heap
 //! static), so counting adds no contended cache line and nothing at all to
 //! the thread-cache fast path, which never touches one.
 //!
