@@ -7,8 +7,19 @@ use std::alloc::{GlobalAlloc, Layout};
 
 const SEGMENT: usize = 4 << 20;
 
+/// The tests of this binary run one at a time: `foreign_and_misplaced_
+/// pointers_are_recognised` checks that a freed medium object's address is
+/// no longer ours, which holds only while no other thread can take the freed
+/// units for a page of small blocks.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn impossible_sizes_return_null() {
+    let _serial = serial();
     let allocs: [&dyn GlobalAlloc; 2] = [&Shoal::new(), &GilAlloc::new()];
     for a in allocs {
         for (size, align) in [
@@ -27,6 +38,7 @@ fn impossible_sizes_return_null() {
 
 #[test]
 fn absurd_but_representable_sizes_return_null_under_default_overcommit() {
+    let _serial = serial();
     // 64 TiB: refused by the kernel's heuristic overcommit (mode 0) and by
     // mode 2; mode 1 ("always") would grant it, so only check modes 0 and 2.
     let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
@@ -42,6 +54,7 @@ fn absurd_but_representable_sizes_return_null_under_default_overcommit() {
 
 #[test]
 fn realloc_failure_leaves_the_block_intact() {
+    let _serial = serial();
     let a = Shoal::new();
     let l = Layout::from_size_align(100, 8).unwrap();
     // SAFETY: valid layout; block used within bounds and freed once.
@@ -67,6 +80,7 @@ fn owner(ptr: *const u8) -> Owner {
 
 #[test]
 fn foreign_and_misplaced_pointers_are_recognised() {
+    let _serial = serial();
     let local = 7u64;
     static STATIC: u64 = 9;
     assert_eq!(owner(std::ptr::null()), Owner::Foreign);
