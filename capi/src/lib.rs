@@ -201,10 +201,15 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
         return;
     }
     // SAFETY: the caller gives up a live block; a foreign pointer is detected
-    // by `free_unsized`, which then touches nothing.
-    if unsafe { Heap::free_unsized(ptr.cast()) }.is_err() {
-        invalid_pointer(b"free", ptr);
-    }
+    // by `free_unsized_or`, which then touches nothing and calls
+    // `invalid_free`.
+    unsafe { Heap::free_unsized_or(ptr.cast(), invalid_free) }
+}
+
+/// `free` of a pointer that is not ours: reports it and aborts.
+#[cold]
+fn invalid_free(ptr: *mut u8) -> ! {
+    invalid_pointer(b"free", ptr.cast())
 }
 
 /// The old SunOS name of `free`, still exported by glibc for old binaries.

@@ -213,6 +213,19 @@ impl Shoal {
         unsafe { Self::unsized_free(ptr) }
     }
 
+    /// [`Shoal::free_unsized`] for a caller that stops on a foreign pointer:
+    /// `on_foreign(ptr)` runs where `free_unsized` would return an error.
+    /// Nothing on the small-block path then waits for a call to return, so
+    /// C `free` saves no registers (see `papers/instructions.md`).
+    ///
+    /// # Safety
+    /// As [`Shoal::free_unsized`].
+    #[inline]
+    pub unsafe fn free_unsized_or(ptr: *mut u8, on_foreign: fn(*mut u8) -> !) {
+        // SAFETY: forwarded contract.
+        unsafe { Self::unsized_free_or(ptr, on_foreign) }
+    }
+
     /// Usable bytes at `ptr`, or `None` if it is not ours.
     ///
     /// # Safety
@@ -272,6 +285,34 @@ impl<P: SmallPath> Shoal<P> {
         }
         // SAFETY: forwarded contract.
         unsafe { Self::free_not_small(ptr) }
+    }
+
+    /// [`Shoal::free_unsized_or`]: see there.
+    ///
+    /// # Safety
+    /// As [`Shoal::free_unsized`].
+    #[inline]
+    pub(super) unsafe fn unsized_free_or(ptr: *mut u8, on_foreign: fn(*mut u8) -> !) {
+        if let Some(class) = small_block(ptr) {
+            // SAFETY: `small_block` said a block of `class` of ours, given
+            // up by the caller.
+            return unsafe { P::free_classified(class, ptr) };
+        }
+        // SAFETY: forwarded contract.
+        unsafe { Self::free_not_small_or(ptr, on_foreign) }
+    }
+
+    /// [`Self::free_not_small`], calling `on_foreign` instead of returning
+    /// an error: out of line and reached by a tail call.
+    ///
+    /// # Safety
+    /// As [`Shoal::free_unsized`].
+    #[inline(never)]
+    unsafe fn free_not_small_or(ptr: *mut u8, on_foreign: fn(*mut u8) -> !) {
+        // SAFETY: forwarded contract.
+        if unsafe { Self::free_not_small(ptr) }.is_err() {
+            on_foreign(ptr);
+        }
     }
 
     /// [`Shoal::free_unsized`] of anything but a small block: out of line,

@@ -65,6 +65,17 @@ impl ShoalSecure {
         unsafe { Shoal::<SecureCached>::unsized_free(ptr) }
     }
 
+    /// As [`Shoal::free_unsized_or`]; a small block that is not handed out
+    /// aborts with a message.
+    ///
+    /// # Safety
+    /// As [`Shoal::free_unsized`].
+    #[inline]
+    pub unsafe fn free_unsized_or(ptr: *mut u8, on_foreign: fn(*mut u8) -> !) {
+        // SAFETY: forwarded contract.
+        unsafe { Shoal::<SecureCached>::unsized_free_or(ptr, on_foreign) }
+    }
+
     /// As [`Shoal::usable_size`].
     ///
     /// # Safety

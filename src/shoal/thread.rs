@@ -444,15 +444,45 @@ impl<K: SlotKey> ThreadCaches<K> {
         }
     }
 
+    /// This thread's cache if it is `ACTIVE`, else null (fresh, arming,
+    /// after the exit hook, or thread-locals gone): the fast paths' test,
+    /// which calls nothing, so that everything else is one tail call to a
+    /// cold function and the fast paths save no registers.
+    #[inline(always)]
+    fn active_cache() -> *mut ThreadCache {
+        let slot = K::slot();
+        // SAFETY: a non-null slot is this thread's own and outlives the
+        // call; read through the raw pointer, as in `cache`.
+        if !slot.is_null() && unsafe { (*slot).state } == ACTIVE {
+            // SAFETY: as above.
+            unsafe { &raw mut (*slot).cache }
+        } else {
+            core::ptr::null_mut()
+        }
+    }
+
     /// A block of `class` (null when out of memory).
     #[inline]
     pub fn alloc(&self, class: usize) -> *mut u8 {
-        let cache = self.cache();
+        let cache = Self::active_cache();
         if cache.is_null() {
-            return self.alloc_slow(class);
+            return self.alloc_unarmed(class);
         }
         // SAFETY: this thread's live cache, used by no one else meanwhile,
         // and only ever with `self.pool` (the slot type is ours alone).
+        unsafe { (*cache).alloc(self.pool, class) }
+    }
+
+    /// [`Self::alloc`] on a thread whose cache is not `ACTIVE`: arms a fresh
+    /// slot and allocates from its cache, or allocates uncached.
+    #[cold]
+    #[inline(never)]
+    fn alloc_unarmed(&self, class: usize) -> *mut u8 {
+        let cache = self.cache();
+        if cache.is_null() {
+            return alloc_uncached(self.pool, class);
+        }
+        // SAFETY: as in `alloc`.
         unsafe { (*cache).alloc(self.pool, class) }
     }
 
@@ -462,9 +492,22 @@ impl<K: SlotKey> ThreadCaches<K> {
     /// shown: the caller checks what it returns.
     #[inline(always)]
     pub fn alloc_checked(&self, class: usize, check: impl Fn(*mut FreeBlock)) -> *mut u8 {
+        let cache = Self::active_cache();
+        if cache.is_null() {
+            return self.alloc_checked_unarmed(class, check);
+        }
+        // SAFETY: as in `alloc`.
+        unsafe { (*cache).alloc_checked(self.pool, class, check) }
+    }
+
+    /// [`Self::alloc_checked`] on a thread whose cache is not `ACTIVE`, as
+    /// [`Self::alloc_unarmed`].
+    #[cold]
+    #[inline(never)]
+    fn alloc_checked_unarmed(&self, class: usize, check: impl Fn(*mut FreeBlock)) -> *mut u8 {
         let cache = self.cache();
         if cache.is_null() {
-            return self.alloc_slow(class);
+            return alloc_uncached(self.pool, class);
         }
         // SAFETY: as in `alloc`.
         unsafe { (*cache).alloc_checked(self.pool, class, check) }
@@ -476,13 +519,30 @@ impl<K: SlotKey> ThreadCaches<K> {
     /// `block` is a live block of `class` from this pool, not used afterwards.
     #[inline]
     pub unsafe fn free(&self, class: usize, block: *mut u8) {
-        let cache = self.cache();
+        let cache = Self::active_cache();
         if cache.is_null() {
             // SAFETY: forwarded contract.
-            return unsafe { self.free_slow(class, block) };
+            return unsafe { self.free_unarmed(class, block) };
         }
         // SAFETY: this thread's live cache, used by no one else meanwhile and
         // only with `self.pool`; the block's contract is forwarded.
+        unsafe { (*cache).free(self.pool, class, block) }
+    }
+
+    /// [`Self::free`] on a thread whose cache is not `ACTIVE`: arms a fresh
+    /// slot and frees into its cache, or frees uncached.
+    ///
+    /// # Safety
+    /// As [`Self::free`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_unarmed(&self, class: usize, block: *mut u8) {
+        let cache = self.cache();
+        if cache.is_null() {
+            // SAFETY: forwarded contract.
+            return unsafe { free_uncached(self.pool, class, block) };
+        }
+        // SAFETY: as in `free`.
         unsafe { (*cache).free(self.pool, class, block) }
     }
 
@@ -495,25 +555,6 @@ impl<K: SlotKey> ThreadCaches<K> {
             // and only with `self.pool`.
             unsafe { (*cache).flush_all(self.pool) };
         }
-    }
-
-    /// Allocation without a cache (while arming, after thread exit). Out of
-    /// line so the fast path does not carry the CAS loops' register spills.
-    #[cold]
-    #[inline(never)]
-    fn alloc_slow(&self, class: usize) -> *mut u8 {
-        alloc_uncached(self.pool, class)
-    }
-
-    /// Free without a cache; out of line like [`Self::alloc_slow`].
-    ///
-    /// # Safety
-    /// As [`ThreadCaches::free`].
-    #[cold]
-    #[inline(never)]
-    unsafe fn free_slow(&self, class: usize, block: *mut u8) {
-        // SAFETY: forwarded contract.
-        unsafe { free_uncached(self.pool, class, block) }
     }
 
     /// The key destructor's body: flush the dying thread's cache.
