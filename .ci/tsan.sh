@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 
 rustup component add rust-src --toolchain nightly
 export CARGO_TARGET_DIR=target/tsan
+# The release profile aborts on panic (for the C libraries); tests unwind.
+# With -Zbuild-std cargo would then build std both ways and mix the two
+# copies of core, so this run unwinds throughout.
+export CARGO_PROFILE_RELEASE_PANIC=unwind
 export RUSTFLAGS="-Zsanitizer=thread"
 export RUSTDOCFLAGS="-Zsanitizer=thread"
 target=x86_64-unknown-linux-gnu

@@ -25,7 +25,7 @@ count() {
 if [[ ${1:-} == --churn ]]; then
     cargo build --release -q --example churn
     bin=${CARGO_TARGET_DIR:-target}/release/examples/churn
-    # live x size: 256 KiB (under the 512 KiB cap of the class's stack),
+    # live x size: 256 KiB (under the 2 MiB cap of a shard's stack),
     # 6.4 MB and 20 MB (far over it: blocks go home to their pages and come
     # back through the partial stack).
     for case in "4096 64" "100000 64" "20000 1024"; do

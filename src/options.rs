@@ -161,9 +161,11 @@ pub fn report_failure(what: &str, bytes: usize) {
     }
     let mut buf = [0u8; 256];
     let head = what.as_bytes();
-    let n = head.len().min(buf.len() - 24);
-    buf[..n].copy_from_slice(&head[..n]);
+    let suffix = b" bytes\n";
     let mut digits = [0u8; 20];
+    // Room for every digit of a `usize` and the suffix, whatever `what` is.
+    let n = head.len().min(buf.len() - (digits.len() + suffix.len()));
+    buf[..n].copy_from_slice(&head[..n]);
     let mut i = digits.len();
     let mut v = bytes;
     loop {
@@ -177,7 +179,6 @@ pub fn report_failure(what: &str, bytes: usize) {
     let tail = &digits[i..];
     buf[n..n + tail.len()].copy_from_slice(tail);
     let mut len = n + tail.len();
-    let suffix = b" bytes\n";
     buf[len..len + suffix.len()].copy_from_slice(suffix);
     len += suffix.len();
     // SAFETY: `len` initialised bytes of our own buffer; the result is

@@ -88,7 +88,8 @@ pub struct ClassStats {
     /// Batches given to the pool: thread-cache flushes (and frees of the
     /// uncached ablation).
     pub flushes: u64,
-    /// Failed CAS attempts on the pool's batch stack and carve word.
+    /// Failed CAS attempts on the pool's batch stacks (every shard), its
+    /// partial stack and its carve word.
     pub cas_retries: u64,
 }
 

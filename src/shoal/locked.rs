@@ -101,7 +101,7 @@ unsafe impl SharedPool for LockedPools {
         let head = inner.batches[class];
         if head.is_null() {
             // SAFETY: carver `class` is only ever used with `Segments` and
-            // `class`.
+            // `class`; shard 0 < SHARDS.
             return unsafe { inner.carvers[class].take(&Segments, class, want, true, 0) };
         }
         // SAFETY: `head` heads a batch on our list (LockedInner invariant);
@@ -139,7 +139,7 @@ thread_caches!(static LOCKED_CACHES: ThreadCaches<LockedPools> = &LOCKED_POOLS, 
 
 /// `ShoalLocked`'s small path: `Shoal`'s thread caches, refilled from and
 /// flushed to [`LockedPools`]. The fast path is identical to `Shoal`'s; only
-/// refills, flushes and thread-exit flushes (one per batch of up to 64
+/// refills, flushes and thread-exit flushes (one per batch of up to 512
 /// blocks) take the lock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LockedCached;

@@ -176,8 +176,9 @@ pub unsafe trait SharedPool {
 /// Most blocks one shard's stack of a class keeps before returned batches
 /// go home to their pages: about 2 MiB, and at least two batches. Bounds
 /// the free memory a shard can hold away from the page heap between ticks
-/// (idle classes are drained by the tick, and all of them before the heap
-/// maps more memory). A thread that builds and frees more than this sends
+/// (idle classes are drained by the tick, and every class that was given
+/// blocks since the last such drain before the heap maps more memory).
+/// A thread that builds and frees more than this sends
 /// the rest home, where the other threads take it: at 512 KiB the C++
 /// objects program's threads traded most of their blocks that way.
 pub const fn stack_cap(class: usize) -> u64 {
@@ -288,7 +289,8 @@ pub struct PoolSnapshot {
     pub refills: u64,
     /// Batches given back since the process started.
     pub flushes: u64,
-    /// Failed CAS attempts on the batch stack and the carve word.
+    /// Failed CAS attempts on the batch stacks (every shard), the partial
+    /// stack and the carve word.
     pub cas_retries: u64,
 }
 
@@ -877,7 +879,7 @@ impl<B: Backing> Pools<B> {
     }
 }
 
-// SAFETY: batches are popped whole from the class's stack (pushed by `give`,
+// SAFETY: batches are popped whole from one of the class's shard stacks (pushed by `give`,
 // whose contract makes them valid chains of free blocks of that class), cut
 // from the home list of one of the class's pages, or freshly carved from the
 // class's pages by `link_run`.

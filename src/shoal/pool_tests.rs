@@ -529,7 +529,7 @@ fn give_stacks_below_the_cap_and_sends_home_past_it() {
     assert_eq!(pool.shards[0].stacked.load(Ordering::Relaxed), 0);
 
     // Pretend the stack is two blocks short of its cap (reaching it for real
-    // takes 32768 blocks of class 0; see the next test).
+    // takes 131 072 blocks of class 0; see `stack_cap_counts_blocks_for_real`).
     let cap = stack_cap(CLASS);
     pool.shards[0].stacked.store(cap - 2, Ordering::Relaxed);
     give(&pool, &b, &y[..2]);
@@ -861,6 +861,9 @@ fn concurrent_takes_gives_and_returns_conserve_every_block() {
             let (pools, start) = (&pools, &start);
             s.spawn(move || {
                 let b = pools.backing();
+                // Threads 0 and 2 share a shard, thread 1 has its own: takes
+                // race gives on one stack and take from another's.
+                let shard = (t % 2) as usize;
                 start.wait();
                 let mut rng =
                     0x9E37_79B9_7F4A_7C15u64 ^ (t + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
@@ -877,7 +880,7 @@ fn concurrent_takes_gives_and_returns_conserve_every_block() {
                     let op = r % 16;
                     if op < 7 && held.len() < HOLD {
                         let want = 1 + (r >> 8) as u32 % slots;
-                        if let Some(batch) = pools.take(CLASS, want, 0) {
+                        if let Some(batch) = pools.take(CLASS, want, shard) {
                             for blk in blocks(batch) {
                                 let mark = (t + 1) << 40 | u64::from(i) << 8 | held.len() as u64;
                                 // SAFETY: the block is ours now; word 0 is
@@ -903,7 +906,7 @@ fn concurrent_takes_gives_and_returns_conserve_every_block() {
                             .collect();
                         if op < 13 {
                             // SAFETY: blocks of class 0 from `pools`, held, given up.
-                            unsafe { pools.give(CLASS, chain(&list), 0) };
+                            unsafe { pools.give(CLASS, chain(&list), shard) };
                         } else {
                             send_home(pool, b, &list);
                         }
@@ -912,7 +915,7 @@ fn concurrent_takes_gives_and_returns_conserve_every_block() {
                 let list: Vec<_> = held.iter().map(|&(blk, _)| blk).collect();
                 if !list.is_empty() {
                     // SAFETY: as above.
-                    unsafe { pools.give(CLASS, chain(&list), 0) };
+                    unsafe { pools.give(CLASS, chain(&list), shard) };
                 }
             });
         }

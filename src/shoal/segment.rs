@@ -881,7 +881,8 @@ mod tests {
 
     /// `pool.take` for the one backing and class a test uses with `pool`.
     fn take(pool: &ClassPool, class: usize, want: u32) -> Batch {
-        // SAFETY: each test uses its pool with `Segments` and one class only.
+        // SAFETY: each test uses its pool with `Segments` and one class
+        // only; shard 0 < SHARDS.
         unsafe { pool.take(&Segments, class, want, true, 0) }.expect("memory")
     }
 
