@@ -584,6 +584,24 @@ mod tests {
     use super::*;
     use core::mem::MaybeUninit;
 
+    /// Live threads get distinct shards while there are enough, the lowest
+    /// free one first; then shards are shared in turn; a shard given back is
+    /// the next one dealt, alone.
+    #[test]
+    fn shards_are_dealt_alone_then_shared_and_given_back() {
+        let dealer = ShardDealer::new();
+        let first: Vec<_> = (0..SHARDS).map(|_| dealer.claim()).collect();
+        assert_eq!(first, (0..SHARDS).map(|s| (s, true)).collect::<Vec<_>>());
+        let shared: Vec<_> = (0..SHARDS).map(|_| dealer.claim()).collect();
+        assert!(shared.iter().all(|&(s, alone)| s < SHARDS && !alone));
+        let mut seen: Vec<_> = shared.iter().map(|&(s, _)| s).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..SHARDS).collect::<Vec<_>>(), "dealt in turn");
+        dealer.release(3);
+        assert_eq!(dealer.claim(), (3, true), "the shard given back");
+        assert!(!dealer.claim().1, "all held again");
+    }
+
     /// The initial-exec slot starts as zero-filled `.tbss`; that must read
     /// as `ThreadSlot::new()`. Compared through `Debug`, which shows every
     /// field (a byte comparison would read padding, which a `const` value
