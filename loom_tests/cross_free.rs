@@ -43,45 +43,7 @@ fn cross_free_cached() {
         "cross_free_cached",
         2,
         "A: alloc (hit), publish p, alloc (take) | B: receive p, free p (give)",
-        || {
-            let pools = pools(2, 4);
-            let pre = take_blocks(&pools, 6);
-            let mut setup = ThreadCache::new();
-            fill_cache(&mut setup, &pools, &pre[..2]);
-            // SAFETY: this cache is only ever used with this one pool.
-            unsafe { setup.flush_all(&*pools) };
-            let a_blocks = pre[2..3].to_vec();
-            let b_blocks = pre[3..6].to_vec();
-            let slot = Arc::new(AtomicUsize::new(0));
-
-            let (p, s) = (pools.clone(), slot.clone());
-            let a = thread::spawn(move || {
-                let mut cache = ThreadCache::new();
-                fill_cache(&mut cache, &p, &a_blocks);
-                let mine = alloc(&mut cache, &p);
-                assert_eq!(mine, a_blocks[0], "a cache hit");
-                s.store(mine, Ordering::Release);
-                let next = alloc(&mut cache, &p);
-                assert!(next != 0, "out of memory");
-                let mut held = vec![next];
-                held.extend(drain_cache(&mut cache, &p));
-                held
-            });
-            let (p, s) = (pools.clone(), slot.clone());
-            let b = thread::spawn(move || {
-                let mut cache = ThreadCache::new();
-                fill_cache(&mut cache, &p, &b_blocks);
-                let theirs = receive(&s);
-                // SAFETY: A gave us `theirs` and no longer uses it; it
-                // completes a recent batch of our full cache, so that batch
-                // goes to the pool.
-                unsafe { free(&mut cache, &p, theirs) };
-                drain_cache(&mut cache, &p)
-            });
-            let mut held = a.join().unwrap();
-            held.extend(b.join().unwrap());
-            assert_conserved(&pools, &held);
-        },
+        || cached_race(6, 0),
     );
 }
 
@@ -97,50 +59,54 @@ fn cross_free_cached_other_shard() {
         2,
         "A (shard 0): alloc (hit), publish p, alloc (take from shard 1) | \
          B (shard 1): receive p, free p (give to shard 1)",
-        || {
-            let pools = pools(2, 4);
-            let pre = take_blocks(&pools, 8);
-            let mut setup = ThreadCache::new();
-            setup.set_shard(1);
-            fill_cache(&mut setup, &pools, &pre[..2]);
-            // SAFETY: this cache is only ever used with this one pool.
-            unsafe { setup.flush_all(&*pools) };
-            let a_blocks = pre[2..3].to_vec();
-            let b_blocks = pre[3..6].to_vec();
-            let kept = pre[6..8].to_vec();
-            let slot = Arc::new(AtomicUsize::new(0));
-
-            let (p, s) = (pools.clone(), slot.clone());
-            let a = thread::spawn(move || {
-                let mut cache = ThreadCache::new();
-                fill_cache(&mut cache, &p, &a_blocks);
-                let mine = alloc(&mut cache, &p);
-                assert_eq!(mine, a_blocks[0], "a cache hit");
-                s.store(mine, Ordering::Release);
-                let next = alloc(&mut cache, &p);
-                assert!(next != 0, "out of memory with shard 1 holding batches");
-                let mut held = vec![next];
-                held.extend(drain_cache(&mut cache, &p));
-                held
-            });
-            let (p, s) = (pools.clone(), slot.clone());
-            let b = thread::spawn(move || {
-                let mut cache = ThreadCache::new();
-                cache.set_shard(1);
-                fill_cache(&mut cache, &p, &b_blocks);
-                let theirs = receive(&s);
-                // SAFETY: A gave us `theirs` and no longer uses it; it
-                // completes a recent batch of our full cache, so that batch
-                // goes to shard 1.
-                unsafe { free(&mut cache, &p, theirs) };
-                drain_cache(&mut cache, &p)
-            });
-            let mut held = a.join().unwrap();
-            held.extend(b.join().unwrap());
-            held.extend(kept);
-            assert_conserved(&pools, &held);
-        },
+        || cached_race(8, 1),
     );
+}
+
+/// The body of the two-thread cached races: `taken` of the pool's 8 blocks
+/// are taken first (6 leaves 2 to carve, 8 none); the older batch and B's
+/// batch go to shard `b_shard`; A is on shard 0.
+fn cached_race(taken: usize, b_shard: usize) {
+    let pools = pools(2, 4);
+    let pre = take_blocks(&pools, taken);
+    let mut setup = ThreadCache::new();
+    setup.set_shard(b_shard);
+    fill_cache(&mut setup, &pools, &pre[..2]);
+    // SAFETY: this cache is only ever used with this one pool.
+    unsafe { setup.flush_all(&*pools) };
+    let a_blocks = pre[2..3].to_vec();
+    let b_blocks = pre[3..6].to_vec();
+    let kept = pre[6..].to_vec();
+    let slot = Arc::new(AtomicUsize::new(0));
+
+    let (p, s) = (pools.clone(), slot.clone());
+    let a = thread::spawn(move || {
+        let mut cache = ThreadCache::new();
+        fill_cache(&mut cache, &p, &a_blocks);
+        let mine = alloc(&mut cache, &p);
+        assert_eq!(mine, a_blocks[0], "a cache hit");
+        s.store(mine, Ordering::Release);
+        let next = alloc(&mut cache, &p);
+        assert!(next != 0, "out of memory");
+        let mut held = vec![next];
+        held.extend(drain_cache(&mut cache, &p));
+        held
+    });
+    let (p, s) = (pools.clone(), slot.clone());
+    let b = thread::spawn(move || {
+        let mut cache = ThreadCache::new();
+        cache.set_shard(b_shard);
+        fill_cache(&mut cache, &p, &b_blocks);
+        let theirs = receive(&s);
+        // SAFETY: A gave us `theirs` and no longer uses it; it completes a
+        // recent batch of our full cache, so that batch goes to the pool.
+        unsafe { free(&mut cache, &p, theirs) };
+        drain_cache(&mut cache, &p)
+    });
+    let mut held = a.join().unwrap();
+    held.extend(b.join().unwrap());
+    held.extend(kept);
+    assert_conserved(&pools, &held);
 }
 
 /// The cached race with a third thread C that allocates from an empty cache

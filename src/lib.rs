@@ -47,6 +47,7 @@
 mod fatal;
 #[cfg(not(loom))]
 mod options;
+mod stderr;
 // Under loom only `PAGE` is used: the models bring their own memory.
 #[cfg_attr(loom, allow(dead_code))]
 mod os;

@@ -14,7 +14,9 @@
 //! (`libshoalloc_secure.so`), because a heap cannot start checking block
 //! states that it has not kept from the start.
 
+use crate::stderr::Stderr;
 use crate::sync::statics::{AtomicU64, AtomicU8, Ordering};
+use core::fmt::Write;
 
 /// The purge delay when nothing sets it: within mimalloc's range (10 ms to
 /// 1 s) — long enough that a program that frees and quickly reallocates does
@@ -152,38 +154,16 @@ pub fn set_verbose(on: bool) {
 }
 
 /// Reports a failed allocation step when [`verbose`]: `what` followed by
-/// `bytes` in decimal and a newline, in one `write(2)` from a stack buffer
-/// (the heap may be the thing that failed).
+/// `bytes` in decimal and a newline, through a stack buffer (the heap may
+/// be the thing that failed).
 #[cold]
 pub fn report_failure(what: &str, bytes: usize) {
     if !verbose() {
         return;
     }
-    let mut buf = [0u8; 256];
-    let head = what.as_bytes();
-    let suffix = b" bytes\n";
-    let mut digits = [0u8; 20];
-    // Room for every digit of a `usize` and the suffix, whatever `what` is.
-    let n = head.len().min(buf.len() - (digits.len() + suffix.len()));
-    buf[..n].copy_from_slice(&head[..n]);
-    let mut i = digits.len();
-    let mut v = bytes;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let tail = &digits[i..];
-    buf[n..n + tail.len()].copy_from_slice(tail);
-    let mut len = n + tail.len();
-    buf[len..len + suffix.len()].copy_from_slice(suffix);
-    len += suffix.len();
-    // SAFETY: `len` initialised bytes of our own buffer; the result is
-    // ignored (nothing else to do).
-    unsafe { libc::write(2, buf.as_ptr().cast(), len) };
+    let mut out = Stderr::new();
+    let _ = writeln!(out, "{what}{bytes} bytes");
+    out.flush();
 }
 
 /// Decimal milliseconds, at most one day.

@@ -59,6 +59,7 @@
 //! ([`stats`]) walks every segment's descriptors: call it now and then, not
 //! per allocation.
 
+use crate::stderr::Stderr;
 use crate::sync::statics::{AtomicU8, Ordering};
 use core::fmt::{self, Write};
 
@@ -184,7 +185,7 @@ pub fn stats() -> Stats {
 /// buffer, `write(2)`): what `SHOALLOC_SHOW_STATS=1` prints at exit and the
 /// C library's `malloc_stats()` prints.
 pub fn print_stats() {
-    let mut out = Fd2::new();
+    let mut out = Stderr::new();
     let _ = stats().write_table(&mut out);
     out.flush();
 }
@@ -273,48 +274,6 @@ impl Stats {
             out,
             "(~: estimate; blocks in thread caches count as in use)"
         )
-    }
-}
-
-/// A `fmt::Write` to stderr through a fixed stack buffer, flushed with
-/// `write(2)` when full and at the end: no allocation, no lock.
-struct Fd2 {
-    buf: [u8; 1024],
-    len: usize,
-}
-
-impl Fd2 {
-    fn new() -> Self {
-        Self {
-            buf: [0; 1024],
-            len: 0,
-        }
-    }
-
-    fn flush(&mut self) {
-        let mut done = 0;
-        while done < self.len {
-            // SAFETY: writes initialised bytes of our own buffer to fd 2.
-            let n = unsafe { libc::write(2, self.buf[done..].as_ptr().cast(), self.len - done) };
-            if n <= 0 {
-                break;
-            }
-            done += n as usize;
-        }
-        self.len = 0;
-    }
-}
-
-impl Write for Fd2 {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for &b in s.as_bytes() {
-            if self.len == self.buf.len() {
-                self.flush();
-            }
-            self.buf[self.len] = b;
-            self.len += 1;
-        }
-        Ok(())
     }
 }
 

@@ -324,14 +324,18 @@ impl ClassPool {
     /// This pool's statistics now (racy, see [`PoolSnapshot`]).
     pub fn snapshot(&self) -> PoolSnapshot {
         let word = self.carve.load(Ordering::Relaxed);
-        let sum = |f: fn(&Shard) -> u64| self.shards.iter().map(|s| f(s)).sum();
-        PoolSnapshot {
-            stacked: sum(|s| s.stacked.load(Ordering::Relaxed)),
+        let mut snapshot = PoolSnapshot {
             carving: (word >> 16 != 0).then_some((word >> 16, (word & 0xffff) as u32)),
-            refills: sum(|s| s.refills.get()),
-            flushes: sum(|s| s.flushes.get()),
             cas_retries: self.cas_retries.get(),
+            ..PoolSnapshot::default()
+        };
+        for shard in &self.shards {
+            let shard: &Shard = shard;
+            snapshot.stacked += shard.stacked.load(Ordering::Relaxed);
+            snapshot.refills += shard.refills.get();
+            snapshot.flushes += shard.flushes.get();
         }
+        snapshot
     }
 
     /// Counts `n` failed CAS attempts (a branch on a local when there were

@@ -374,19 +374,20 @@ impl<K: SlotKey> ThreadCaches<K> {
     /// dereference it for the duration of one operation only.
     #[inline]
     fn cache(&self) -> *mut ThreadCache {
-        let slot = K::slot();
-        if slot.is_null() {
-            return core::ptr::null_mut();
+        let cache = Self::active_cache();
+        if !cache.is_null() {
+            return cache;
         }
-        // SAFETY: the slot is this thread's own and outlives the call. Its
-        // fields are reached through the raw pointer so that a re-entrant
-        // call (from inside `pthread_setspecific`) creates no overlapping
-        // reference: that call sees ARMING and never touches the cache.
-        match unsafe { (*slot).state } {
-            // SAFETY: as above.
-            ACTIVE => unsafe { &raw mut (*slot).cache },
-            FRESH => self.arm(slot),
-            _ => core::ptr::null_mut(),
+        let slot = K::slot();
+        // SAFETY: a non-null slot is this thread's own and outlives the
+        // call. Its fields are reached through the raw pointer so that a
+        // re-entrant call (from inside `pthread_setspecific`) creates no
+        // overlapping reference: that call sees ARMING and never touches the
+        // cache.
+        if !slot.is_null() && unsafe { (*slot).state } == FRESH {
+            self.arm(slot)
+        } else {
+            core::ptr::null_mut()
         }
     }
 
@@ -452,7 +453,8 @@ impl<K: SlotKey> ThreadCaches<K> {
     fn active_cache() -> *mut ThreadCache {
         let slot = K::slot();
         // SAFETY: a non-null slot is this thread's own and outlives the
-        // call; read through the raw pointer, as in `cache`.
+        // call; read through the raw pointer, as in `cache`, so a re-entrant
+        // call creates no overlapping reference.
         if !slot.is_null() && unsafe { (*slot).state } == ACTIVE {
             // SAFETY: as above.
             unsafe { &raw mut (*slot).cache }
