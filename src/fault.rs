@@ -10,7 +10,8 @@
 //! One switch per [`Fault`], set with [`set`] and read with [`is_armed`], for
 //! both allocators. Each switch is read on a slow path only (a thread-cache
 //! refill, an uncached allocation, a thread's exit hook, a pool's cache
-//! flush, a refill's statistics count, a secure pool's link check) or, in `GilAlloc`, under its lock — except
+//! flush, a refill's statistics count, a secure pool's link check, the mapping
+//! of a segment) or, in `GilAlloc`, under its lock — except
 //! [`Fault::TrustInteriorPointers`], read on C `free`'s classification, which
 //! is the path it breaks.
 
@@ -66,9 +67,15 @@ pub enum Fault {
     /// naming no segment, a chain leading to something that is not a free
     /// block of the class), as the pools of `Shoal` do.
     UncheckedPoolLinks,
+    /// Segments mapped while armed get plain link keys: the secure path
+    /// stores free-list links as bare addresses, as `Shoal` does.
+    PlainLinks,
+    /// Segments mapped while armed get no guard pages, even for the secure
+    /// path.
+    NoGuardPages,
 }
 
-const FAULTS: usize = 8;
+const FAULTS: usize = 10;
 
 static ARMED: [AtomicBool; FAULTS] = [const { AtomicBool::new(false) }; FAULTS];
 

@@ -104,6 +104,43 @@ pub fn is_user_address(addr: usize) -> bool {
 /// refused (treated as out of memory), never mis-registered.
 pub const ADDRESS_BITS: u32 = 48;
 
+/// Makes `size` bytes at `ptr` (page-aligned, inside a mapping the caller
+/// owns) inaccessible: a guard page. `false` when the kernel refuses (for
+/// instance at its limit of mappings per process) or in the interpreters,
+/// which have none; the caller then goes on without the guard.
+///
+/// # Safety
+/// Nothing may use the range afterwards.
+pub unsafe fn protect_none(ptr: *mut u8, size: usize) -> bool {
+    debug_assert!(ptr as usize % PAGE == 0 && size % PAGE == 0);
+    // SAFETY: forwarded contract.
+    unsafe { imp::protect_none(ptr, size) }
+}
+
+/// 64 random bits, for the secure path's link keys: from `getrandom`, or,
+/// where the kernel has none to give without blocking, from the clock, an
+/// address and a counter mixed together (unpredictable enough to keep a
+/// program's own writes from forming valid links, not a cryptographic key).
+pub fn random_u64() -> u64 {
+    imp::random_u64()
+}
+
+/// splitmix64's finaliser: spreads every input bit over the output.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The fallback of [`random_u64`]: distinct on every call.
+fn weak_random_u64() -> u64 {
+    use crate::sync::statics::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    let here = &n as *const u64 as u64;
+    mix(n ^ mix(imp::clock_ns() ^ here.rotate_left(32)))
+}
+
 #[cfg(not(any(miri, loom)))]
 mod imp {
     use super::PAGE;
@@ -222,6 +259,38 @@ mod imp {
         moved == to.cast()
     }
 
+    pub unsafe fn protect_none(ptr: *mut u8, size: usize) -> bool {
+        // SAFETY: the caller owns the range and gives it up.
+        unsafe { libc::mprotect(ptr.cast(), size, libc::PROT_NONE) == 0 }
+    }
+
+    pub fn random_u64() -> u64 {
+        let mut out = 0u64;
+        // SAFETY: `out` is a valid, writable 8-byte buffer.
+        let got = unsafe {
+            libc::getrandom(
+                (&mut out as *mut u64).cast(),
+                core::mem::size_of::<u64>(),
+                libc::GRND_NONBLOCK,
+            )
+        };
+        if got == core::mem::size_of::<u64>() as isize {
+            out
+        } else {
+            super::weak_random_u64()
+        }
+    }
+
+    pub fn clock_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        (ts.tv_sec as u64).wrapping_mul(1_000_000_000) ^ ts.tv_nsec as u64
+    }
+
     pub fn now_ms() -> u64 {
         let mut ts = libc::timespec {
             tv_sec: 0,
@@ -264,6 +333,18 @@ mod imp {
 
     pub unsafe fn move_pages(_from: *mut u8, _size: usize, _to: *mut u8, _new: usize) -> bool {
         false
+    }
+
+    pub unsafe fn protect_none(_ptr: *mut u8, _size: usize) -> bool {
+        false
+    }
+
+    pub fn random_u64() -> u64 {
+        super::weak_random_u64()
+    }
+
+    pub fn clock_ns() -> u64 {
+        0
     }
 
     pub fn now_ms() -> u64 {

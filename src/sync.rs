@@ -20,9 +20,9 @@ pub use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Order
 /// Atomics for process-wide statics: always `core`'s, never loom's.
 #[cfg(not(loom))]
 pub mod statics {
-    pub use core::sync::atomic::AtomicU8;
     #[cfg(shoalloc_fault)]
-    pub use core::sync::atomic::{AtomicBool, AtomicPtr};
+    pub use core::sync::atomic::AtomicPtr;
+    pub use core::sync::atomic::{AtomicBool, AtomicU8};
     pub use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 }
 

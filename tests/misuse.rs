@@ -5,6 +5,7 @@
 //! failure. The C library's cases (both builds) are in
 //! `capi/tests/c/invalid.c`.
 
+mod hardened_misuse;
 mod pooled_misuse;
 
 use shoalloc::{Shoal, ShoalSecure};
@@ -18,6 +19,7 @@ static SECURE: ShoalSecure = ShoalSecure::new();
 /// Names the case the re-executed binary runs.
 const CHILD: &str = "SHOALLOC_MISUSE_CHILD";
 const SIGABRT: i32 = 6;
+const SIGSEGV: i32 = 11;
 
 /// The misuse itself, in the child.
 #[test]
@@ -134,6 +136,9 @@ fn child() {
             }
         }
         pooled if pooled.starts_with("secure-write-into-pooled") => pooled_misuse::run(pooled),
+        hardened if hardened_misuse::CASES.iter().any(|c| c.0 == hardened) => {
+            hardened_misuse::run(hardened)
+        }
         _ => panic!("unknown case {case}"),
     }
     println!("survived {case}");
@@ -154,6 +159,12 @@ fn unsafe_alloc(layout: Layout) -> *mut u8 {
 }
 
 fn aborts_with(case: &str, message: &str) {
+    dies_with(case, SIGABRT, message);
+}
+
+/// Runs `case` in a child that must die of `signal` with `message` (if
+/// any) on stderr.
+fn dies_with(case: &str, signal: i32, message: &str) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -168,8 +179,8 @@ fn aborts_with(case: &str, message: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.signal(),
-        Some(SIGABRT),
-        "{case}: expected SIGABRT, got {:?}\nstdout: {}\nstderr: {stderr}",
+        Some(signal),
+        "{case}: expected signal {signal}, got {:?}\nstdout: {}\nstderr: {stderr}",
         out.status,
         String::from_utf8_lossy(&out.stdout)
     );
@@ -233,6 +244,21 @@ fn secure_an_overflow_into_a_free_block_aborts() {
 fn secure_writes_into_pooled_blocks_abort() {
     for (case, _, _) in pooled_misuse::CASES {
         aborts_with(case, "shoalloc: corrupted free list");
+    }
+}
+
+/// A heap address written into a freed block's link (the address of a
+/// real free block of the class) and writes onto the guard pages around a
+/// segment's metadata: the teeth are `teeth/tests/links_and_guards.rs`.
+#[test]
+fn secure_forged_links_and_guard_page_writes_stop_the_process() {
+    for (case, stop) in hardened_misuse::CASES {
+        match stop {
+            hardened_misuse::Stop::CorruptedList => {
+                aborts_with(case, "shoalloc: corrupted free list")
+            }
+            hardened_misuse::Stop::GuardPage => dies_with(case, SIGSEGV, ""),
+        }
     }
 }
 

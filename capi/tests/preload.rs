@@ -317,12 +317,16 @@ const DETECTED_BY_BOTH: [(&str, &str); 8] = [
 ];
 
 /// The misuse only the secure build detects.
-const DETECTED_WHEN_SECURE: [(&str, &str); 4] = [
+const DETECTED_WHEN_SECURE: [(&str, &str); 5] = [
     ("double-free-delayed", "shoalloc: double free"),
     ("double-free-thread", "shoalloc: double free"),
     ("write-after-free", "shoalloc: corrupted free list"),
     ("overflow-into-free", "shoalloc: corrupted free list"),
+    ("forged-link", "shoalloc: corrupted free list"),
 ];
+
+/// Writes that only the secure build's guard pages stop (SIGSEGV).
+const GUARDED_WHEN_SECURE: [&str; 2] = ["write-below-segment-header", "write-below-first-block"];
 
 /// Runs each mode of `invalid.c` on `library`: it must die with SIGABRT
 /// after printing the message.
@@ -366,15 +370,41 @@ fn the_secure_library_detects_every_misuse() {
     // documented not to see one), so the harness would report a library
     // that stopped detecting it.
     let exe = compile_c("invalid", &dir);
-    let out = preloaded(Command::new(&exe).arg("double-free-delayed"));
-    assert!(
-        text(&out.stdout).contains("survived"),
-        "libshoalloc.so now detects a delayed double free; update the docs: {out:?}"
-    );
+    for mode in GUARDED_WHEN_SECURE {
+        let out = Command::new(&exe)
+            .arg(mode)
+            .env("LD_PRELOAD", secure_lib())
+            .output()
+            .expect("spawn");
+        assert_eq!(
+            out.status.signal(),
+            Some(SIGSEGV),
+            "mode {mode}: expected SIGSEGV on a guard page: {out:?}"
+        );
+    }
+    // Teeth: the default library stores plain links and maps no guard
+    // pages, so it lets these pass (as documented), and the harness would
+    // report a secure library that stopped detecting them.
+    for mode in ["double-free-delayed", "forged-link"]
+        .into_iter()
+        .chain(GUARDED_WHEN_SECURE)
+    {
+        let out = preloaded(Command::new(&exe).arg(mode));
+        assert!(
+            text(&out.stdout).contains("survived"),
+            "libshoalloc.so now stops {mode}; update the docs: {out:?}"
+        );
+        assert!(
+            !text(&out.stdout).contains("the list was not"),
+            "mode {mode}: the forged link did not sit where the test assumed: {out:?}"
+        );
+    }
 }
 
 /// SIGABRT's number on Linux.
 const SIGABRT: i32 = 6;
+/// SIGSEGV's number on Linux.
+const SIGSEGV: i32 = 11;
 
 /// A CPython whose `test` package is installed, as the real executable (a
 /// pyenv shim is a shell script and would hide what runs).

@@ -4,7 +4,7 @@
 //! before it is followed.
 //!
 //! One byte per 16-byte granule of a segment (the smallest class), in the
-//! segment's units 1 ..= 4 ([`STATE_OFFSET`]): the byte of a block's first
+//! segment's reserved units, after its header ([`STATE_OFFSET`]): the byte of a block's first
 //! granule holds its state, at a transposed position ([`spread`]) so that
 //! nearby blocks do not share a cache line of states. Bytes, not bits, because a byte is a memory
 //! location of its own: the thread that owns a block reads and writes its

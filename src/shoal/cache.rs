@@ -149,9 +149,8 @@ impl ThreadCache {
         let block = list.recent;
         if !block.is_null() {
             check(block);
-            // SAFETY: blocks on our lists are free blocks we own; `next` is
-            // word 0, valid for every class.
-            list.recent = unsafe { (*block).next };
+            // SAFETY: blocks on our lists are free blocks of `pool` we own.
+            list.recent = unsafe { pool.next_of(block) };
             list.recent_len -= 1;
             return block.cast();
         }
@@ -159,7 +158,7 @@ impl ThreadCache {
         if !block.is_null() {
             check(block);
             // SAFETY: as above.
-            list.stock = unsafe { (*block).next };
+            list.stock = unsafe { pool.next_of(block) };
             list.stock_len -= 1;
             return block.cast();
         }
@@ -191,7 +190,7 @@ impl ThreadCache {
         }
         check(block);
         // SAFETY: the batch is ours; its head is a free block.
-        list.stock = unsafe { (*block).next };
+        list.stock = unsafe { pool.next_of(block) };
         list.stock_len = batch.len - 1;
         block.cast()
     }
@@ -213,8 +212,8 @@ impl ThreadCache {
         if block == list.recent {
             double_free();
         }
-        // SAFETY: the caller gives us the block; word 0 becomes our link.
-        unsafe { (*block).next = list.recent };
+        // SAFETY: the caller gives us the block of `pool`; its link is ours.
+        unsafe { pool.set_next(block, list.recent) };
         list.recent = block;
         list.recent_len += 1;
         if list.recent_len >= batch_len(class) {

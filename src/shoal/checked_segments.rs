@@ -10,13 +10,18 @@
 //! before its word is read, and every block a pool reaches through a link
 //! must be a free block of the class ([`Backing::check_free`]); otherwise
 //! the process stops with a message instead of taking an arbitrary address
-//! for a block. `Shoal`'s pools use plain [`Segments`], where these hooks
-//! are empty.
+//! for a block. The links themselves are stored encoded with the segment's
+//! keys ([`link_keys`]), so an address the program writes decodes to one it
+//! did not choose. `Shoal`'s pools use plain [`Segments`], where these hooks
+//! are empty and links are plain addresses. The first page the secure pools
+//! ask for turns on the segments' guard pages
+//! ([`segment::want_guard_pages`]).
 
 use super::block_state;
+use super::link_keys;
 use super::page::Anchor;
 use super::pool::{Backing, FreeBlock};
-use super::segment::{small_block, Segments};
+use super::segment::{self, small_block, Segments};
 use super::stack::NodeSpace;
 use crate::sync::AtomicU64;
 
@@ -85,6 +90,7 @@ unsafe impl Backing for CheckedSegments {
     }
 
     fn acquire_page(&self, class: usize, grow: bool) -> Option<u64> {
+        segment::want_guard_pages();
         Segments.acquire_page(class, grow)
     }
 
@@ -144,5 +150,17 @@ unsafe impl Backing for CheckedSegments {
     #[inline]
     fn check_free(&self, class: usize, block: *mut FreeBlock) {
         check_listed(block, class);
+    }
+
+    #[inline(always)]
+    unsafe fn next_of(&self, block: *mut FreeBlock) -> *mut FreeBlock {
+        // SAFETY: forwarded contract: a free block of a segment.
+        unsafe { link_keys::next_of(block) }
+    }
+
+    #[inline(always)]
+    unsafe fn set_next(&self, block: *mut FreeBlock, next: *mut FreeBlock) {
+        // SAFETY: forwarded contract: a free block of a segment.
+        unsafe { link_keys::set_next(block, next) }
     }
 }

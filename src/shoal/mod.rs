@@ -51,6 +51,9 @@ mod checked_segments;
 mod front;
 #[cfg(not(loom))]
 mod large;
+// The secure path's encoded free-list links.
+#[cfg(not(loom))]
+mod link_keys;
 #[cfg(not(loom))]
 pub mod locked;
 #[cfg(not(loom))]

@@ -44,13 +44,18 @@ use crossbeam_utils::CachePadded;
 /// A free block as the allocator sees it.
 ///
 /// Invariant: word 0 (`next`) is owned by whoever holds the block (a thread
-/// cache, a batch, or its page's home list) and read only by that owner;
+/// cache, a batch, or its page's home list) and read only by that owner,
+/// through its backing's [`Backing::next_of`] and [`Backing::set_next`] (the
+/// secure path stores it encoded, see `link_keys`);
 /// word 1 (`link`) is written only when the block heads a batch about to be
 /// pushed, and may be read racily by a concurrent pop (see [`super::stack`]).
 /// Every class is at least 16 bytes, so both words fit.
 #[repr(C)]
 pub struct FreeBlock {
-    /// The next block of the same cache list, batch or home list; null at the end.
+    /// The next block of the same cache list, batch or home list; null at
+    /// the end. As the backing stores it: read and written only through
+    /// [`Backing::next_of`] and [`Backing::set_next`] (or the same methods of
+    /// [`SharedPool`]).
     pub next: *mut FreeBlock,
     /// The stack link when this block heads a batch in a shared pool.
     pub link: AtomicU64,
@@ -84,7 +89,10 @@ pub struct Batch {
 ///   and name nodes of the [`NodeSpace`] whose link words stay valid; a
 ///   block's link word is one the pool may overwrite while the block is free;
 /// - `addr_of(handle_of(p)) == p` and `page_of(p)` is `p`'s page for every
-///   block `p` carved from a page.
+///   block `p` carved from a page;
+/// - after `set_next(p, n)`, `next_of(p)` returns `n` until the next
+///   `set_next(p, _)` (for `p` a block carved from a page; nothing else
+///   writes word 0 of a free block).
 pub unsafe trait Backing: NodeSpace {
     /// Blocks in one page of `class`.
     fn page_capacity(&self, class: usize) -> u32;
@@ -144,6 +152,29 @@ pub unsafe trait Backing: NodeSpace {
     fn check_free(&self, class: usize, block: *mut FreeBlock) {
         let _ = (class, block);
     }
+    /// The successor that free block `block`'s word 0 names (null at the
+    /// end of a list). Plain by default; the secure path's backing decodes
+    /// it with its segment's keys (`link_keys`), so an address written into
+    /// a freed block by the program decodes to garbage that the checks
+    /// reject.
+    ///
+    /// # Safety
+    /// `block` is a free block carved from this backing, held by the caller.
+    #[inline(always)]
+    unsafe fn next_of(&self, block: *mut FreeBlock) -> *mut FreeBlock {
+        // SAFETY: the caller holds the free block; word 0 is its link.
+        unsafe { (*block).next }
+    }
+    /// Makes `next` the successor of free block `block` (see
+    /// [`Backing::next_of`]).
+    ///
+    /// # Safety
+    /// As [`Backing::next_of`].
+    #[inline(always)]
+    unsafe fn set_next(&self, block: *mut FreeBlock, next: *mut FreeBlock) {
+        // SAFETY: the caller holds the free block; word 0 is its link.
+        unsafe { (*block).next = next }
+    }
 }
 
 /// A source and sink of batches for thread caches.
@@ -171,6 +202,26 @@ pub unsafe trait SharedPool {
     /// Every block in `batch` is a free block of `class` from this pool, owned
     /// by the caller, and appears in no other list.
     unsafe fn give(&self, class: usize, batch: Batch, shard: usize);
+    /// The successor stored in free block `block` of this pool, as the
+    /// pool's backing stores it ([`Backing::next_of`]): every list and batch
+    /// of the pool's blocks is chained through these two methods.
+    ///
+    /// # Safety
+    /// `block` is a free block of this pool held by the caller.
+    #[inline(always)]
+    unsafe fn next_of(&self, block: *mut FreeBlock) -> *mut FreeBlock {
+        // SAFETY: the caller holds the free block; word 0 is its link.
+        unsafe { (*block).next }
+    }
+    /// Makes `next` the successor of free block `block` of this pool.
+    ///
+    /// # Safety
+    /// As [`SharedPool::next_of`].
+    #[inline(always)]
+    unsafe fn set_next(&self, block: *mut FreeBlock, next: *mut FreeBlock) {
+        // SAFETY: the caller holds the free block; word 0 is its link.
+        unsafe { (*block).next = next }
+    }
 }
 
 /// Most blocks one shard's stack of a class keeps before returned batches
@@ -463,11 +514,13 @@ impl ClassPool {
             let mut tail = head;
             for _ in 1..want {
                 // SAFETY: the list has `len > want` blocks, all ours now.
-                tail = unsafe { (*tail).next };
+                tail = unsafe { backing.next_of(tail) };
                 backing.check_free(class, tail);
             }
             // SAFETY: as above; `tail` is the `want`-th block.
-            let rest = unsafe { core::mem::replace(&mut (*tail).next, core::ptr::null_mut()) };
+            let rest = unsafe { backing.next_of(tail) };
+            // SAFETY: as above.
+            unsafe { backing.set_next(tail, core::ptr::null_mut()) };
             // SAFETY: the remaining blocks are ours and on no other list.
             unsafe { self.push_batch(backing, rest, len - want, shard) };
             return Some(Batch { head, len: want });
@@ -561,7 +614,7 @@ impl ClassPool {
             let mut run = 1;
             // SAFETY: we own the chain; reading `next` before giving the run
             // away keeps the walk on blocks we still hold.
-            let mut next = unsafe { (*tail).next };
+            let mut next = unsafe { backing.next_of(tail) };
             if !next.is_null() {
                 backing.check_free(class, next);
             }
@@ -569,7 +622,7 @@ impl ClassPool {
                 tail = next;
                 run += 1;
                 // SAFETY: as above.
-                next = unsafe { (*tail).next };
+                next = unsafe { backing.next_of(tail) };
                 if !next.is_null() {
                     backing.check_free(class, next);
                 }
@@ -586,7 +639,7 @@ impl ClassPool {
                     unsafe { backing.addr_of(head) }
                 };
                 // SAFETY: `tail` is ours until the anchor CAS succeeds.
-                unsafe { (*tail).next = to };
+                unsafe { backing.set_next(tail, to) };
             };
             // SAFETY: the run `first ..= tail` is ours, of this page.
             match unsafe {
@@ -670,7 +723,7 @@ impl ClassPool {
                             .wrapping_add(carved as usize * size);
                         // SAFETY: the CAS gave us blocks carved .. carved + n
                         // of the page, which nobody else can carve.
-                        return Some(unsafe { link_run(first, size, n) });
+                        return Some(unsafe { link_run(backing, first, size, n) });
                     }
                     Err(actual) => {
                         self.note_retries(1);
@@ -703,7 +756,7 @@ impl ClassPool {
                     }
                     // SAFETY: page `fresh` is ours and now installed; we
                     // carved its first `n` blocks.
-                    return Some(unsafe { link_run(backing.page_start(fresh), size, n) });
+                    return Some(unsafe { link_run(backing, backing.page_start(fresh), size, n) });
                 }
                 Err(actual) => {
                     // Another thread installed a page first; ours was never
@@ -755,7 +808,7 @@ unsafe fn release(backing: &impl Backing, page: u64, idle_since: Option<u64>) {
 /// # Safety
 /// The blocks must be freshly carved, inside a mapped page, and owned by the
 /// caller.
-unsafe fn link_run(first: *mut u8, size: usize, n: u32) -> Batch {
+unsafe fn link_run(backing: &impl Backing, first: *mut u8, size: usize, n: u32) -> Batch {
     debug_assert!(n > 0);
     let mut block = first;
     for i in 1..=n as usize {
@@ -766,7 +819,7 @@ unsafe fn link_run(first: *mut u8, size: usize, n: u32) -> Batch {
         };
         // SAFETY: the caller owns the carved run, which lies inside a mapped
         // page (Backing contract) and is 16-byte aligned.
-        unsafe { (*block.cast::<FreeBlock>()).next = next.cast() };
+        unsafe { backing.set_next(block.cast(), next.cast()) };
         block = next;
     }
     Batch {
@@ -930,6 +983,18 @@ unsafe impl<B: Backing> SharedPool for Pools<B> {
         unsafe { pool.give(&self.backing, class, batch, shard) };
         self.tick(self.backing.now_ms());
     }
+
+    #[inline(always)]
+    unsafe fn next_of(&self, block: *mut FreeBlock) -> *mut FreeBlock {
+        // SAFETY: forwarded contract: a free block of our backing.
+        unsafe { self.backing.next_of(block) }
+    }
+
+    #[inline(always)]
+    unsafe fn set_next(&self, block: *mut FreeBlock, next: *mut FreeBlock) {
+        // SAFETY: forwarded contract: a free block of our backing.
+        unsafe { self.backing.set_next(block, next) }
+    }
 }
 
 /// The shard of allocations made without a thread cache (rare: while a
@@ -954,7 +1019,7 @@ pub fn alloc_uncached(pool: &impl SharedPool, class: usize) -> *mut u8 {
     }
     if batch.len > 1 {
         // SAFETY: the batch is ours; its head's `next` starts the rest.
-        let rest = unsafe { (*block).next };
+        let rest = unsafe { pool.next_of(block) };
         // SAFETY: the remaining blocks are ours and on no other list.
         unsafe {
             pool.give(
@@ -978,7 +1043,7 @@ pub unsafe fn free_uncached(pool: &impl SharedPool, class: usize, block: *mut u8
     let block = block.cast::<FreeBlock>();
     // SAFETY: the caller gives us the block.
     unsafe {
-        (*block).next = core::ptr::null_mut();
+        pool.set_next(block, core::ptr::null_mut());
         pool.give(
             class,
             Batch {

@@ -3,15 +3,25 @@
 //!
 //! # Layout
 //! ```text
-//! unit 0                                   units 1 ..= 4        units 5 ..= 63
-//! | SegmentHeader | UnitDesc × 64 | ... |  | block states     |  | page | page (3 units) | medium object | free | ...
+//! units 0 ..= 4 (reserved, 320 KiB)                                       units 5 ..= 63
+//! | guard | SegmentHeader, LinkKeys, UnitDesc × 64 | block states | … | guard |  | page | page (3 units) | medium object | free | ...
+//!   4 KiB   4 KiB                                    256 KiB              4 KiB
 //! ```
-//! The block-state table (one byte per 16-byte granule) serves only the
-//! secure small path; elsewhere it is address space that is never touched.
-//! Because segments are aligned to their size, `ptr & !(SEGMENT_SIZE - 1)`
-//! finds the header of any block or medium object, and `(ptr >> 16) & 63` its
-//! unit's descriptor — which names the span's first unit and what the span
-//! holds (a class, a medium object, or nothing). No per-block header.
+//! The block-state table (one byte per 16-byte granule) and the link keys
+//! serve only the secure small path; elsewhere the table is address space
+//! that is never touched. Because segments are aligned to their size,
+//! `ptr & !(SEGMENT_SIZE - 1)` finds the header of any block or medium object
+//! (at a fixed offset), and `(ptr >> 16) & 63` its unit's descriptor — which
+//! names the span's first unit and what the span holds (a class, a medium
+//! object, or nothing). No per-block header.
+//!
+//! The two guard pages are made inaccessible once the secure path is in use
+//! ([`want_guard_pages`]): the first, so that a write running off the end of
+//! whatever lies below the segment (often the last blocks of another
+//! segment, since mappings are handed out downwards) faults instead of
+//! rewriting the header and descriptors; the last, so that a write running
+//! down off the first page of blocks faults instead of rewriting block
+//! states. Until then they are untouched address space.
 //!
 //! # The page heap
 //! Free units are found through each segment's [`UnitMap`] (two bitmap
@@ -44,6 +54,7 @@
 
 use super::address_map::{self, Granule, GRANULE_SHIFT};
 use super::counter::Counter;
+use super::link_keys::LinkKeys;
 use super::mapping_park::MappingPark;
 use super::page::Anchor;
 use super::pool::{Backing, FreeBlock};
@@ -52,7 +63,7 @@ use super::stack::{NodeSpace, HANDLE_BITS};
 use super::units::{run_mask, UnitMap, UNITS};
 use crate::options;
 use crate::os;
-use crate::sync::statics::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::statics::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// log2 of the segment size: one segment is one granule of the address map.
 pub const SEGMENT_SHIFT: u32 = GRANULE_SHIFT;
@@ -66,25 +77,38 @@ pub const UNIT: usize = 1 << UNIT_SHIFT;
 pub const OFFSET_BITS: u32 = SEGMENT_SHIFT - 4;
 /// Segment numbers fit in the rest of a handle.
 pub const MAX_SEGMENTS: usize = 1 << (HANDLE_BITS - OFFSET_BITS);
+/// Where the header starts: after the leading guard page.
+const HEADER_OFFSET: usize = os::PAGE;
+/// Where the secure path's link keys sit: a line of their own, since the
+/// header's line is written on every claim and release of units and the
+/// keys are read on every secure allocation and free.
+pub const KEYS_OFFSET: usize = HEADER_OFFSET + 64;
 /// Where the unit descriptors start in a segment.
-const DESC_OFFSET: usize = 64;
-/// Where the block-state table starts: unit 1. One byte per 16-byte granule
-/// of the segment (see [`super::block_state`]), written only by the secure
-/// small path; in other processes its pages are never touched, so they cost
-/// address space but no memory.
-pub const STATE_OFFSET: usize = UNIT;
-/// Units the block-state table fills (1 ..= 4).
-const STATE_UNITS: u32 = ((SEGMENT_SIZE >> 4) / UNIT) as u32;
-/// Units of every segment that never hold blocks: the header's and the
-/// block-state table's.
-const RESERVED_UNITS: u64 = (1 << (1 + STATE_UNITS)) - 1;
+const DESC_OFFSET: usize = HEADER_OFFSET + 128;
+/// Where the block-state table starts: the page after the header's. One
+/// byte per 16-byte granule of the segment (see [`super::block_state`]),
+/// written only by the secure small path; in other processes its pages are
+/// never touched, so they cost address space but no memory.
+pub const STATE_OFFSET: usize = HEADER_OFFSET + os::PAGE;
+/// Bytes of the block-state table.
+const STATE_BYTES: usize = SEGMENT_SIZE >> 4;
+/// Units of every segment that never hold blocks: the guard pages', the
+/// header's and the block-state table's (0 ..= 4).
+const RESERVED_COUNT: usize = (STATE_OFFSET + STATE_BYTES + os::PAGE).div_ceil(UNIT);
+/// [`RESERVED_COUNT`] as a unit mask.
+const RESERVED_UNITS: u64 = (1 << RESERVED_COUNT) - 1;
+/// The guard page that ends the reserved units, just below the first block.
+const TAIL_GUARD_OFFSET: usize = RESERVED_COUNT * UNIT - os::PAGE;
 /// Units a page of small blocks may span at most (1 MiB).
 const MAX_PAGE_UNITS: u32 = 16;
 
 const _: () = assert!(SEGMENT_SIZE / UNIT == UNITS as usize);
-const _: () = assert!(core::mem::size_of::<SegmentHeader>() <= DESC_OFFSET);
+const _: () = assert!(core::mem::size_of::<SegmentHeader>() <= KEYS_OFFSET - HEADER_OFFSET);
+const _: () = assert!(core::mem::size_of::<LinkKeys>() <= DESC_OFFSET - KEYS_OFFSET);
 const _: () = assert!(core::mem::size_of::<UnitDesc>() == 32);
-const _: () = assert!(DESC_OFFSET + UNITS as usize * 32 <= UNIT);
+const _: () = assert!(DESC_OFFSET + UNITS as usize * 32 <= STATE_OFFSET);
+const _: () = assert!(STATE_OFFSET + STATE_BYTES <= TAIL_GUARD_OFFSET);
+const _: () = assert!(RESERVED_COUNT == 5);
 const _: () = {
     let mut c = 0;
     while c < NUM_CLASSES {
@@ -154,6 +178,42 @@ pub struct UnitDesc {
     /// First unit of the span | units << 8.
     span: AtomicU32,
     _pad: u64,
+}
+
+/// Whether new segments get their guard pages (see the module docs): set
+/// once the secure path is in use, never cleared.
+static GUARD_PAGES: AtomicBool = AtomicBool::new(false);
+
+/// Segments mapped from now on get guard pages. The secure path calls this
+/// before it asks for its first page; a process that never uses it keeps
+/// one mapping per segment run (a guard splits it into four) and makes no
+/// `mprotect` call.
+pub fn want_guard_pages() {
+    if !GUARD_PAGES.load(Ordering::Relaxed) {
+        GUARD_PAGES.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Makes the two guard pages of the fresh segment at `base` inaccessible.
+/// Where the kernel refuses (its limit of mappings per process), the
+/// segment goes without and `SHOALLOC_VERBOSE` says so.
+///
+/// # Safety
+/// `base` is a fresh segment mapping of the caller's, not yet published.
+unsafe fn guard(base: *mut u8) {
+    #[cfg(shoalloc_fault)]
+    if crate::fault::is_armed(crate::fault::Fault::NoGuardPages) {
+        return;
+    }
+    for offset in [0, TAIL_GUARD_OFFSET] {
+        // SAFETY: the caller's fresh mapping; nothing uses this page.
+        if !unsafe { os::protect_none(base.add(offset), os::PAGE) } && !cfg!(any(miri, loom)) {
+            options::report_failure(
+                "shoalloc: mprotect failed: a segment goes without a guard page of ",
+                os::PAGE,
+            );
+        }
+    }
 }
 
 /// Segment number → segment address (0 = not mapped). Entries are written
@@ -276,7 +336,7 @@ pub fn census(mut segment: impl FnMut(UnitsView), mut span: impl FnMut(SpanView)
         }
         // SAFETY: a published segment starts with its header, which lives as
         // long as the process.
-        let header = unsafe { &*(base as *const SegmentHeader) };
+        let header = unsafe { header_at(base) };
         let used = header.units.used() & !RESERVED_UNITS;
         segment(UnitsView {
             used,
@@ -353,9 +413,19 @@ fn segment_base_published(index: u32) -> usize {
 #[inline]
 pub unsafe fn header_of(ptr: *const u8) -> &'static SegmentHeader {
     let base = (ptr as usize) & !(SEGMENT_SIZE - 1);
-    // SAFETY: the caller promises `ptr` is in a segment, whose first bytes
-    // hold an initialised header that lives as long as the process.
-    unsafe { &*(base as *const SegmentHeader) }
+    // SAFETY: the caller promises `ptr` is in a segment.
+    unsafe { header_at(base) }
+}
+
+/// The header of the segment at `base`.
+///
+/// # Safety
+/// `base` is the address of a published segment.
+#[inline(always)]
+unsafe fn header_at(base: usize) -> &'static SegmentHeader {
+    // SAFETY: a published segment holds an initialised header at
+    // `HEADER_OFFSET`, which lives as long as the process.
+    unsafe { &*((base + HEADER_OFFSET) as *const SegmentHeader) }
 }
 
 /// The descriptor of unit `unit` of the segment at `base`.
@@ -546,7 +616,7 @@ fn marked_segments(
             let base = segment_base_published(index);
             // SAFETY: a published segment starts with its header, which lives
             // as long as the process (segments are never unmapped).
-            (base != 0).then(|| (index, unsafe { &*(base as *const SegmentHeader) }))
+            (base != 0).then(|| (index, unsafe { header_at(base) }))
         })
 }
 
@@ -619,7 +689,7 @@ impl Segments {
         let index = Self::map_segment()?;
         let base = segment_base(u64::from(index));
         // SAFETY: we just published it.
-        let header = unsafe { &*(base as *const SegmentHeader) };
+        let header = unsafe { header_at(base) };
         let (start, clean) = header.units.claim(units)?;
         set_bit(&HAS_ROOM, index);
         Some((index, start, clean))
@@ -632,7 +702,7 @@ impl Segments {
     pub fn free_span(index: u32, start: u32, units: u32, stamp: u64) {
         let base = segment_base(u64::from(index));
         // SAFETY: a published segment starts with its header.
-        let header = unsafe { &*(base as *const SegmentHeader) };
+        let header = unsafe { header_at(base) };
         // The latest stamp wins: an idle release never makes a segment's
         // recent releases look old.
         header.released_at.fetch_max(stamp, Ordering::Relaxed);
@@ -705,16 +775,27 @@ impl Segments {
         };
         // SAFETY: our own fresh mapping.
         unsafe { os::no_huge_pages(base, SEGMENT_SIZE) };
+        if GUARD_PAGES.load(Ordering::Relaxed) {
+            // SAFETY: our own fresh mapping, whose two guard pages nothing
+            // ever uses (they lie outside the header, keys, descriptors,
+            // state table and every unit the page heap hands out).
+            unsafe { guard(base) };
+        }
         // SAFETY: freshly mapped, writable, aligned, and private to us; the
         // descriptors' zero bytes are overwritten before publication.
         unsafe {
-            base.cast::<SegmentHeader>().write(SegmentHeader {
-                magic: SEGMENT_MAGIC,
-                index,
-                _pad: 0,
-                units: UnitMap::new(RESERVED_UNITS),
-                released_at: AtomicU64::new(0),
-            });
+            base.add(KEYS_OFFSET)
+                .cast::<LinkKeys>()
+                .write(LinkKeys::fresh());
+            base.add(HEADER_OFFSET)
+                .cast::<SegmentHeader>()
+                .write(SegmentHeader {
+                    magic: SEGMENT_MAGIC,
+                    index,
+                    _pad: 0,
+                    units: UnitMap::new(RESERVED_UNITS),
+                    released_at: AtomicU64::new(0),
+                });
             for u in 0..UNITS as usize {
                 base.add(DESC_OFFSET + u * 32)
                     .cast::<UnitDesc>()
@@ -744,7 +825,7 @@ impl Segments {
         let delay = options::purge_delay_ms();
         purge_park(force, now, delay);
         for (index, header) in marked_segments(&HAS_DIRTY) {
-            let base = header as *const SegmentHeader as usize;
+            let base = header as *const SegmentHeader as usize - HEADER_OFFSET;
             let released = header.released_at.load(Ordering::Relaxed);
             if !force && now < released.saturating_add(delay) {
                 continue;

@@ -7,8 +7,10 @@
  *
  * The modes after the first group are what only libshoalloc_secure.so
  * detects (a delayed or cross-thread double free, a write into a freed
- * block's link, an overflow into a free block); libshoalloc.so is not run
- * with them.
+ * block's link, an overflow into a free block, a forged link) or stops on
+ * a guard page (SIGSEGV: writes just below a segment's header and below
+ * its first block); libshoalloc.so is expected to survive the forged link
+ * and the guard-page writes, which land on bytes it does not use.
  */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -93,6 +95,28 @@ int main(int argc, char **argv) {
         memset((char *)p + 48, 0x41, 8);
         for (int i = 0; i < 256; i++)
             sink = malloc(48);
+    } else if (strcmp(mode, "forged-link") == 0) {
+        /* After free(q); free(p) the list is p -> q; p's link is rewritten
+         * to q's address, a real free block of the class. Stored plain,
+         * that is the value it held; encoded (secure), it decodes to
+         * garbage and the allocation that follows it must abort. */
+        void *volatile q = malloc(32);
+        p = malloc(32);
+        free(q);
+        free(p);
+        *(void *volatile *)p = q;
+        sink = malloc(32);
+        sink = malloc(32);
+        if (sink != q)
+            printf("invalid: the list was not p -> q\n");
+    } else if (strcmp(mode, "write-below-segment-header") == 0 ||
+               strcmp(mode, "write-below-first-block") == 0) {
+        /* The guard pages of the secure library (DESIGN.md section 15):
+         * the first page of each 4 MiB segment, and the page below its
+         * first unit of blocks (unit 5 of 64 KiB units). */
+        uintptr_t base = (uintptr_t)malloc(32) & ~(uintptr_t)((4 << 20) - 1);
+        uintptr_t at = strcmp(mode, "write-below-segment-header") == 0 ? base : base + 5 * 65536 - 1;
+        *(volatile char *)at = 0x41;
     } else {
         fprintf(stderr, "invalid: unknown mode '%s'\n", mode);
         return 2;
