@@ -111,6 +111,7 @@ pub const ADDRESS_BITS: u32 = 48;
 ///
 /// # Safety
 /// Nothing may use the range afterwards.
+#[cfg(not(loom))]
 pub unsafe fn protect_none(ptr: *mut u8, size: usize) -> bool {
     debug_assert!(ptr as usize % PAGE == 0 && size % PAGE == 0);
     // SAFETY: forwarded contract.
@@ -121,11 +122,13 @@ pub unsafe fn protect_none(ptr: *mut u8, size: usize) -> bool {
 /// where the kernel has none to give without blocking, from the clock, an
 /// address and a counter mixed together (unpredictable enough to keep a
 /// program's own writes from forming valid links, not a cryptographic key).
+#[cfg(not(loom))]
 pub fn random_u64() -> u64 {
     imp::random_u64()
 }
 
 /// splitmix64's finaliser: spreads every input bit over the output.
+#[cfg(not(loom))]
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -133,6 +136,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// The fallback of [`random_u64`]: distinct on every call.
+#[cfg(not(loom))]
 fn weak_random_u64() -> u64 {
     use crate::sync::statics::{AtomicU64, Ordering};
     static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -335,14 +339,17 @@ mod imp {
         false
     }
 
+    #[cfg(not(loom))]
     pub unsafe fn protect_none(_ptr: *mut u8, _size: usize) -> bool {
         false
     }
 
+    #[cfg(not(loom))]
     pub fn random_u64() -> u64 {
         super::weak_random_u64()
     }
 
+    #[cfg(not(loom))]
     pub fn clock_ns() -> u64 {
         0
     }
