@@ -13,26 +13,51 @@
 //! read-modify-write on the fast path. The cost is one more cache line per
 //! operation and 1/16 of the memory of the blocks in use.
 //!
-//! Invariant: a block's byte is [`LIVE`] exactly while the secure path has
-//! handed it out; the byte of every other granule is anything but `LIVE`
-//! (zero for memory never used, [`FREE`] once freed). A page leaves its class
-//! only when all its blocks are home, that is freed, so a page taken by
-//! another class (or a medium object) inherits no `LIVE` byte.
+//! A block's byte names its state and its class: [`LIVE`] | class from
+//! hand-out to free, [`FREE`] | class while it is free — from its carving
+//! (`CheckedSegments` marks each block it carves) until its page leaves the
+//! secure path, when the byte is cleared to 0 ([`forget`]).
+//!
+//! Invariant: the byte of granule `g` is `LIVE | c` exactly while `g` starts
+//! a block of class `c` that the secure path has handed out, and `FREE | c`
+//! exactly while `g` starts a free block of class `c` of a page that the
+//! secure path holds; every other byte is 0. (A page leaves its class only
+//! when all its blocks are home, and its bytes are cleared then, so units
+//! that a later page or medium object reuses inherit no state.) Hence a
+//! free is one compare — the byte must be `LIVE | class` — and so is the
+//! check on each block a free list leads to — `FREE | class`, for an
+//! aligned address inside a segment of small blocks — with no unit
+//! descriptor read and no block-boundary arithmetic.
 //!
 //! What this cannot see: two threads freeing the same block at the same
 //! time (a race in the program) may both find it `LIVE`; blocks of the
 //! other small paths (`Shoal`'s default) have no states.
 
-use super::segment::{SEGMENT_SIZE, STATE_OFFSET, UNIT};
+use super::address_map::{self, Granule};
+use super::segment::{small_block, SEGMENT_SIZE, STATE_OFFSET, UNIT};
+use super::size_class::NUM_CLASSES;
 use super::units::UNITS;
 use crate::fatal;
 use crate::sync::statics::{AtomicU8, Ordering};
 
-/// A block that is handed out.
-const LIVE: u8 = 0xA1;
-/// A block that was freed (and may since have been handed out again by
-/// another path, or be cached, pooled or home).
-const FREE: u8 = 0xF5;
+/// Flag of a block that is handed out; the low six bits name its class.
+const LIVE: u8 = 0x80;
+/// Flag of a block that is free (cached, pooled or home); the low six bits
+/// name its class.
+const FREE: u8 = 0x40;
+const _: () = assert!(NUM_CLASSES <= 64);
+
+/// The state of a handed-out block of `class`.
+#[inline(always)]
+const fn live(class: usize) -> u8 {
+    LIVE | class as u8
+}
+
+/// The state of a free block of `class`.
+#[inline(always)]
+const fn free(class: usize) -> u8 {
+    FREE | class as u8
+}
 
 /// The state byte of the block at `block`.
 ///
@@ -56,6 +81,13 @@ unsafe fn state(block: *const u8) -> &'static AtomicU8 {
     }
 }
 
+/// Whether `addr` is 16-byte aligned and inside a segment of small blocks,
+/// so that it has a state byte. Any address may be asked.
+#[inline(always)]
+fn has_state(addr: usize) -> bool {
+    addr & 15 == 0 && address_map::lookup(addr) == Granule::Small
+}
+
 /// Where granule `g`'s byte sits in the table: transposed, so that one
 /// cache line of states holds the granules at the same offset of each of
 /// the segment's 64 units — never neighbouring blocks, nor blocks of one
@@ -69,53 +101,100 @@ const fn spread(g: usize) -> usize {
     (g % PER_UNIT) * UNITS as usize + g / PER_UNIT
 }
 
-/// Whether the block at `block` is handed out.
-///
-/// # Safety
-/// `block` lies in a published segment.
+/// Whether `block` — any address, typically one read from a link in
+/// freed memory — is a free block of `class`: aligned, in a segment of
+/// small blocks, and its byte says so. Only the allocator writes that byte,
+/// at block starts, and clears it when the page leaves the secure path
+/// ([`forget`]), so no other address passes.
 #[inline(always)]
-pub unsafe fn is_live(block: *const u8) -> bool {
-    // SAFETY: forwarded contract.
-    unsafe { state(block) }.load(Ordering::Relaxed) == LIVE
+pub fn is_free_block(block: *const u8, class: usize) -> bool {
+    // SAFETY: `has_state` just found a segment at `block`.
+    has_state(block as usize) && unsafe { state(block) }.load(Ordering::Relaxed) == free(class)
 }
 
-/// Marks a block that is about to be handed out; aborts if it already is
-/// (a free list led to a live block: a link was corrupted, or a block was
-/// freed twice through different lists).
-///
-/// # Safety
-/// `block` lies in a published segment.
+/// The class of `block` — any address — if it is a handed-out block; by
+/// the invariant, then exactly what [`small_block`] would say.
 #[inline(always)]
-pub unsafe fn hand_out(block: *const u8) {
-    // SAFETY: forwarded contract.
-    let s = unsafe { state(block) };
-    if s.load(Ordering::Relaxed) == LIVE {
-        corrupted_list();
+pub fn live_class(block: *const u8) -> Option<usize> {
+    if !has_state(block as usize) {
+        return None;
     }
-    s.store(LIVE, Ordering::Relaxed);
+    // SAFETY: `has_state` just found a segment at `block`.
+    let s = unsafe { state(block) }.load(Ordering::Relaxed);
+    (s & LIVE != 0).then_some((s & !LIVE) as usize)
 }
 
-/// Marks a block that is being freed; aborts unless it is handed out.
+/// Marks a free block of `class` that a list handed to an allocation
+/// ([`is_free_block`] was checked) as handed out.
 ///
 /// # Safety
-/// `block` lies in a published segment.
+/// `block` is a block of `class` in a published segment.
 #[inline(always)]
-pub unsafe fn take_back(block: *const u8) {
+pub unsafe fn hand_out(block: *const u8, class: usize) {
     // SAFETY: forwarded contract.
-    let s = unsafe { state(block) };
-    match s.load(Ordering::Relaxed) {
-        LIVE => s.store(FREE, Ordering::Relaxed),
-        FREE => double_free(),
-        _ => not_a_block(),
-    }
+    unsafe { state(block) }.store(live(class), Ordering::Relaxed);
 }
 
+/// Marks a freshly carved block of `class` as free.
+///
+/// # Safety
+/// As [`hand_out`].
+#[inline(always)]
+pub unsafe fn carved(block: *const u8, class: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { state(block) }.store(free(class), Ordering::Relaxed);
+}
+
+/// Clears the byte of a block whose page leaves the secure path (every
+/// block of it is home): a later page on these units carves its own.
+///
+/// # Safety
+/// As [`hand_out`].
+#[inline(always)]
+pub unsafe fn forget(block: *const u8) {
+    // SAFETY: forwarded contract.
+    unsafe { state(block) }.store(0, Ordering::Relaxed);
+}
+
+/// Marks the block at `block`, which a program frees as a block of
+/// `class`, as free; aborts unless it is a handed-out block of `class` — a
+/// double free, an interior, foreign or stray pointer, or the layout of
+/// another class. Any pointer may be passed.
+#[inline(always)]
+pub fn take_back(block: *const u8, class: usize) {
+    if !has_state(block as usize) {
+        misfree(block, class);
+    }
+    // SAFETY: `has_state` just found a segment at `block`.
+    unsafe { take_back_classified(block, class) }
+}
+
+/// [`take_back`] for a pointer already classified as a block of `class`.
+///
+/// # Safety
+/// `small_block(block) == Some(class)`.
+#[inline(always)]
+pub unsafe fn take_back_classified(block: *const u8, class: usize) {
+    // SAFETY: a block in a published segment (the caller's contract).
+    let s = unsafe { state(block) };
+    if s.load(Ordering::Relaxed) != live(class) {
+        misfree(block, class);
+    }
+    s.store(free(class), Ordering::Relaxed);
+}
+
+/// Names what is wrong with a free of `block` as a block of `class` that
+/// is not handed out, and aborts.
 #[cold]
 #[inline(never)]
-fn corrupted_list() -> ! {
-    fatal::abort(
-        "shoalloc: corrupted free list (a freed block was written to, or freed twice); aborting",
-    )
+fn misfree(block: *const u8, class: usize) -> ! {
+    // SAFETY: only read once `small_block` found a block of ours.
+    if small_block(block) == Some(class)
+        && unsafe { state(block) }.load(Ordering::Relaxed) == free(class)
+    {
+        double_free()
+    }
+    not_a_block()
 }
 
 #[cold]

@@ -22,6 +22,7 @@ use super::link_keys;
 use super::page::Anchor;
 use super::pool::{Backing, FreeBlock};
 use super::segment::{self, small_block, Segments};
+use super::size_class::CLASS_SIZE;
 use super::stack::NodeSpace;
 use crate::sync::AtomicU64;
 
@@ -30,28 +31,36 @@ use crate::sync::AtomicU64;
 pub struct CheckedSegments;
 
 /// Aborts unless `block`, reached through a link of a free list of
-/// `class`, is a block of that class (so its words may be read). The
-/// secure thread caches check this before they pop a block, then check its
-/// state as they mark it handed out (`block_state::hand_out`).
+/// `class`, is a free block of that class (so its words may be read): what
+/// the secure thread caches check before they pop a block.
 #[inline(always)]
-pub fn check_class(block: *mut FreeBlock, class: usize) {
-    if small_block(block.cast()) != Some(class) {
+pub fn check_popped(block: *mut FreeBlock, class: usize) {
+    if !block_state::is_free_block(block.cast(), class) {
         corrupted_link();
     }
 }
 
-/// [`check_class`], and the block is not handed out: what the pools check
-/// on each block they reach through a link.
+/// [`check_popped`], for the blocks the pools reach through a link.
 #[inline]
 pub fn check_listed(block: *mut FreeBlock, class: usize) {
     #[cfg(shoalloc_fault)]
     if crate::fault::is_armed(crate::fault::Fault::UncheckedPoolLinks) {
         return;
     }
-    check_class(block, class);
-    // SAFETY: a block of ours, hence in a published segment.
-    if unsafe { block_state::is_live(block.cast()) } {
-        corrupted_link();
+    check_popped(block, class);
+}
+
+/// Clears the block states of page `page`, which leaves the secure path
+/// with every block home (see [`block_state`]'s invariant).
+fn forget_states(page: u64) {
+    let start = Segments.page_start(page);
+    let Some(class) = small_block(start) else {
+        return;
+    };
+    let size = CLASS_SIZE[class] as usize;
+    for i in 0..Segments.page_capacity(class) as usize {
+        // SAFETY: a block of the page, in a published segment.
+        unsafe { block_state::forget(start.wrapping_add(i * size)) };
     }
 }
 
@@ -95,11 +104,13 @@ unsafe impl Backing for CheckedSegments {
     }
 
     unsafe fn release_page(&self, page: u64) {
+        forget_states(page);
         // SAFETY: forwarded contract.
         unsafe { Segments.release_page(page) }
     }
 
     unsafe fn release_idle_page(&self, page: u64, idle_since: u64) {
+        forget_states(page);
         // SAFETY: forwarded contract.
         unsafe { Segments.release_idle_page(page, idle_since) }
     }
@@ -150,6 +161,12 @@ unsafe impl Backing for CheckedSegments {
     #[inline]
     fn check_free(&self, class: usize, block: *mut FreeBlock) {
         check_listed(block, class);
+    }
+
+    #[inline]
+    fn carved(&self, class: usize, block: *mut FreeBlock) {
+        // SAFETY: a block just carved from a page of a segment.
+        unsafe { block_state::carved(block.cast(), class) };
     }
 
     #[inline(always)]

@@ -277,9 +277,9 @@ impl<P: SmallPath> Shoal<P> {
     pub(super) unsafe fn unsized_free(ptr: *mut u8) -> Result<(), ForeignPointer> {
         // The trusted path first: a block of ours costs one address-map word
         // and one descriptor more than a sized `dealloc`.
-        if let Some(class) = small_block(ptr) {
-            // SAFETY: `small_block` said a block of `class` of ours, given
-            // up by the caller.
+        if let Some(class) = P::classify_for_free(ptr) {
+            // SAFETY: `classify_for_free` said a block of `class` of
+            // ours, given up by the caller.
             unsafe { P::free_classified(class, ptr) };
             return Ok(());
         }
@@ -293,9 +293,9 @@ impl<P: SmallPath> Shoal<P> {
     /// As [`Shoal::free_unsized`].
     #[inline]
     pub(super) unsafe fn unsized_free_or(ptr: *mut u8, on_foreign: fn(*mut u8) -> !) {
-        if let Some(class) = small_block(ptr) {
-            // SAFETY: `small_block` said a block of `class` of ours, given
-            // up by the caller.
+        if let Some(class) = P::classify_for_free(ptr) {
+            // SAFETY: `classify_for_free` said a block of `class` of
+            // ours, given up by the caller.
             return unsafe { P::free_classified(class, ptr) };
         }
         // SAFETY: forwarded contract.

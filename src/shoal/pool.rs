@@ -152,6 +152,12 @@ pub unsafe trait Backing: NodeSpace {
     fn check_free(&self, class: usize, block: *mut FreeBlock) {
         let _ = (class, block);
     }
+    /// Called on each block of `class` as it is carved, before it joins a
+    /// batch: the secure path's backing marks its state free.
+    #[inline(always)]
+    fn carved(&self, class: usize, block: *mut FreeBlock) {
+        let _ = (class, block);
+    }
     /// The successor that free block `block`'s word 0 names (null at the
     /// end of a list). Plain by default; the secure path's backing decodes
     /// it with its segment's keys (`link_keys`), so an address written into
@@ -723,7 +729,7 @@ impl ClassPool {
                             .wrapping_add(carved as usize * size);
                         // SAFETY: the CAS gave us blocks carved .. carved + n
                         // of the page, which nobody else can carve.
-                        return Some(unsafe { link_run(backing, first, size, n) });
+                        return Some(unsafe { link_run(backing, class, first, n) });
                     }
                     Err(actual) => {
                         self.note_retries(1);
@@ -756,7 +762,7 @@ impl ClassPool {
                     }
                     // SAFETY: page `fresh` is ours and now installed; we
                     // carved its first `n` blocks.
-                    return Some(unsafe { link_run(backing, backing.page_start(fresh), size, n) });
+                    return Some(unsafe { link_run(backing, class, backing.page_start(fresh), n) });
                 }
                 Err(actual) => {
                     // Another thread installed a page first; ours was never
@@ -808,8 +814,9 @@ unsafe fn release(backing: &impl Backing, page: u64, idle_since: Option<u64>) {
 /// # Safety
 /// The blocks must be freshly carved, inside a mapped page, and owned by the
 /// caller.
-unsafe fn link_run(backing: &impl Backing, first: *mut u8, size: usize, n: u32) -> Batch {
+unsafe fn link_run(backing: &impl Backing, class: usize, first: *mut u8, n: u32) -> Batch {
     debug_assert!(n > 0);
+    let size = CLASS_SIZE[class] as usize;
     let mut block = first;
     for i in 1..=n as usize {
         let next = if i == n as usize {
@@ -819,6 +826,8 @@ unsafe fn link_run(backing: &impl Backing, first: *mut u8, size: usize, n: u32) 
         };
         // SAFETY: the caller owns the carved run, which lies inside a mapped
         // page (Backing contract) and is 16-byte aligned.
+        backing.carved(class, block.cast());
+        // SAFETY: as above.
         unsafe { backing.set_next(block.cast(), next.cast()) };
         block = next;
     }

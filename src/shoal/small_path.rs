@@ -8,7 +8,7 @@
 //! layer that differs.
 
 use super::block_state;
-use super::checked_segments::{check_class, CheckedSegments};
+use super::checked_segments::{check_popped, CheckedSegments};
 use super::pool::{alloc_uncached, free_uncached, Pools};
 use super::segment::{small_block, Segments};
 use super::thread::thread_caches;
@@ -42,6 +42,15 @@ pub unsafe trait SmallPath: 'static {
     unsafe fn free_classified(class: usize, block: *mut u8) {
         // SAFETY: forwarded contract.
         unsafe { Self::free(class, block) }
+    }
+
+    /// The class of `ptr`, a pointer a program frees without a size, if it
+    /// is a block of one of our pages ([`small_block`]'s answer); a path
+    /// that keeps a state per block may read the class from there when the
+    /// block is handed out and ask `small_block` only otherwise.
+    #[inline(always)]
+    fn classify_for_free(ptr: *const u8) -> Option<usize> {
+        small_block(ptr)
     }
 }
 
@@ -140,28 +149,32 @@ pub struct SecureCached;
 unsafe impl SmallPath for SecureCached {
     #[inline(always)]
     fn alloc(class: usize) -> *mut u8 {
-        let block = SECURE_CACHES.alloc_checked(class, |b| check_class(b, class));
+        let block = SECURE_CACHES.alloc_checked(class, |b| check_popped(b, class));
         if !block.is_null() {
-            // SAFETY: a block of `class` of ours, hence in a segment.
-            unsafe { block_state::hand_out(block) };
+            // SAFETY: a free block of `class` (just checked), hence in a
+            // segment.
+            unsafe { block_state::hand_out(block, class) };
         }
         block
     }
 
     #[inline(always)]
     unsafe fn free(class: usize, block: *mut u8) {
-        if small_block(block) != Some(class) {
-            block_state::not_a_block();
-        }
-        // SAFETY: just checked: a block of `class`.
-        unsafe { Self::free_classified(class, block) }
+        block_state::take_back(block, class);
+        // SAFETY: a live block of `class` from `SECURE_POOLS` (its state
+        // said so), given up by the caller.
+        unsafe { SECURE_CACHES.free(class, block) }
+    }
+
+    #[inline(always)]
+    fn classify_for_free(ptr: *const u8) -> Option<usize> {
+        block_state::live_class(ptr).or_else(|| small_block(ptr))
     }
 
     #[inline(always)]
     unsafe fn free_classified(class: usize, block: *mut u8) {
-        // SAFETY: a block of `class` (the caller's contract), hence in a
-        // segment.
-        unsafe { block_state::take_back(block) };
+        // SAFETY: a block of `class` (the caller's contract).
+        unsafe { block_state::take_back_classified(block, class) };
         // SAFETY: a live block of `class` from `SECURE_POOLS` (its state
         // said so), given up by the caller.
         unsafe { SECURE_CACHES.free(class, block) }
