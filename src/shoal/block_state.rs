@@ -188,11 +188,11 @@ pub unsafe fn take_back_classified(block: *const u8, class: usize) {
 #[cold]
 #[inline(never)]
 fn misfree(block: *const u8, class: usize) -> ! {
-    // SAFETY: only read once `small_block` found a block of ours.
-    if small_block(block) == Some(class)
-        && unsafe { state(block) }.load(Ordering::Relaxed) == free(class)
-    {
-        double_free()
+    if small_block(block) == Some(class) {
+        // SAFETY: `small_block` found a block of ours, in a segment.
+        if unsafe { state(block) }.load(Ordering::Relaxed) == free(class) {
+            double_free()
+        }
     }
     not_a_block()
 }
