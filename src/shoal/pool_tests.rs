@@ -10,7 +10,10 @@
 //! arithmetic. What it runs of production: the pages' [`Anchor`]s and the page
 //! heap, one [`UnitMap`] whose units are the pages (so claims, releases and
 //! purges are production code), and a block's link word is its second word,
-//! as in production (`FreeBlock::link`).
+//! as in production (`FreeBlock::link`). Word 0 is stored encoded
+//! ([`TestBacking::next_of`], XOR with a constant, as the secure path encodes
+//! it with its keys), so a pool that read or wrote a chain without its
+//! backing would break every chain these tests walk.
 
 use super::*;
 use crate::shoal::page::{ACTIVE, FREE, FULL, LISTED};
@@ -29,6 +32,8 @@ const SLOT: usize = CLASS_SIZE[CLASS] as usize;
 const PAGE_TAG: u64 = 1 << 32;
 /// A purge delay the tests' clocks never reach.
 const NEVER: u64 = 1 << 40;
+/// What word 0 of a free block is XORed with (see the module docs).
+const LINK_KEY: usize = 0x5a5a_0000_00a5_a5a0;
 
 const _: () = assert!(SLOT == 16 && PAGE_TAG < HANDLE_MASK);
 
@@ -330,6 +335,18 @@ unsafe impl Backing for TestBacking {
         self.delay.load(Ordering::Relaxed)
     }
 
+    unsafe fn next_of(&self, block: *mut FreeBlock) -> *mut FreeBlock {
+        // SAFETY: the caller holds the free block; word 0 is its link.
+        let word = unsafe { (*block).next };
+        word.wrapping_byte_add(((word as usize) ^ LINK_KEY).wrapping_sub(word as usize))
+    }
+
+    unsafe fn set_next(&self, block: *mut FreeBlock, next: *mut FreeBlock) {
+        let word = next.wrapping_byte_add(((next as usize) ^ LINK_KEY).wrapping_sub(next as usize));
+        // SAFETY: the caller holds the free block; word 0 is its link.
+        unsafe { (*block).next = word };
+    }
+
     fn purge(&self, force: bool, now: u64) {
         // As `Segments::purge` for one segment: nothing before the delay
         // since the latest release, unless forced.
@@ -366,20 +383,22 @@ fn take_class(pool: &ClassPool, b: &TestBacking, class: usize, want: u32) -> Opt
 
 /// The blocks of a class-0 batch from `take`, which must succeed.
 fn take(pool: &ClassPool, b: &TestBacking, want: u32) -> Vec<*mut FreeBlock> {
-    blocks(take_class(pool, b, CLASS, want).expect("the test backing has room"))
+    blocks(
+        b,
+        take_class(pool, b, CLASS, want).expect("the test backing has room"),
+    )
 }
 
 /// The blocks of `batch`, checking that its chain has exactly `len` blocks.
-fn blocks(batch: Batch) -> Vec<*mut FreeBlock> {
+fn blocks(b: &impl Backing, batch: Batch) -> Vec<*mut FreeBlock> {
     assert!(batch.len >= 1, "empty batch");
     let mut out = Vec::with_capacity(batch.len as usize);
     let mut block = batch.head;
     for _ in 0..batch.len {
         assert!(!block.is_null(), "batch chain shorter than its length");
         out.push(block);
-        // SAFETY: the caller owns the batch; word 0 of each block is its
-        // `next`, written by whoever built the chain.
-        block = unsafe { (*block).next };
+        // SAFETY: the caller owns the batch, of blocks of `b`.
+        block = unsafe { b.next_of(block) };
     }
     assert!(block.is_null(), "batch chain longer than its length");
     out
@@ -389,12 +408,12 @@ fn blocks(batch: Batch) -> Vec<*mut FreeBlock> {
 ///
 /// # Safety
 /// The caller owns every block of `list`.
-unsafe fn chain(list: &[*mut FreeBlock]) -> Batch {
+unsafe fn chain(b: &impl Backing, list: &[*mut FreeBlock]) -> Batch {
     assert!(!list.is_empty());
-    for (i, &b) in list.iter().enumerate() {
+    for (i, &block) in list.iter().enumerate() {
         let next = list.get(i + 1).copied().unwrap_or(core::ptr::null_mut());
-        // SAFETY: the caller owns the block; word 0 is its `next`.
-        unsafe { (*b).next = next };
+        // SAFETY: the caller owns the block, of `b`.
+        unsafe { b.set_next(block, next) };
     }
     Batch {
         head: list[0],
@@ -406,13 +425,13 @@ unsafe fn chain(list: &[*mut FreeBlock]) -> Batch {
 fn give(pool: &ClassPool, b: &TestBacking, list: &[*mut FreeBlock]) {
     // SAFETY: the tests give only blocks they took from this pool and hold;
     // the pool is used with this backing and class 0 only.
-    unsafe { pool.give(b, CLASS, chain(list), 0) };
+    unsafe { pool.give(b, CLASS, chain(b, list), 0) };
 }
 
 /// `pool.send_home` of `list` as one batch.
 fn send_home(pool: &ClassPool, b: &TestBacking, list: &[*mut FreeBlock]) {
     // SAFETY: as for `give`.
-    unsafe { pool.send_home(b, CLASS, chain(list), None) };
+    unsafe { pool.send_home(b, CLASS, chain(b, list), None) };
 }
 
 /// `pool.drain`, not idle.
@@ -562,13 +581,13 @@ fn take_on(
     shard: usize,
 ) -> Option<Vec<*mut FreeBlock>> {
     // SAFETY: the pool is used with this backing and class 0 only.
-    unsafe { pool.take(b, CLASS, want, true, shard) }.map(blocks)
+    unsafe { pool.take(b, CLASS, want, true, shard) }.map(|batch| blocks(b, batch))
 }
 
 /// `pool.give` for a thread of `shard`.
 fn give_on(pool: &ClassPool, b: &TestBacking, list: &[*mut FreeBlock], shard: usize) {
     // SAFETY: as for `give`.
-    unsafe { pool.give(b, CLASS, chain(list), shard) };
+    unsafe { pool.give(b, CLASS, chain(b, list), shard) };
 }
 
 #[test]
@@ -727,7 +746,7 @@ fn the_tick_drains_idle_classes_and_purges_their_pages_at_once() {
     backing.set_clock(1000);
     let pools = Pools::new(backing);
     let b = pools.backing();
-    let take = |class: usize, want: u32| blocks(pools.take(class, want, 0).expect("room"));
+    let take = |class: usize, want: u32| blocks(b, pools.take(class, want, 0).expect("room"));
     let give = |class: usize, list: &[*mut FreeBlock]| {
         for &blk in list {
             // SAFETY: we hold the block; scribble over all of it, as a program would.
@@ -737,7 +756,7 @@ fn the_tick_drains_idle_classes_and_purges_their_pages_at_once() {
             };
         }
         // SAFETY: blocks of `class` taken from `pools`, held, given up.
-        unsafe { pools.give(class, chain(list), 0) };
+        unsafe { pools.give(class, chain(b, list), 0) };
     };
     // Class 0: page 1 carved and replaced (FULL), its blocks stacked.
     let a = take(0, 4);
@@ -809,19 +828,19 @@ fn the_tick_drains_idle_classes_and_purges_their_pages_at_once() {
 fn take_drains_classes_that_were_given_before_failing() {
     let pools = Pools::new(TestBacking::new(2, 4));
     let b = pools.backing();
-    let a = blocks(pools.take(0, 4, 0).expect("room"));
-    let _c = blocks(pools.take(0, 4, 0).expect("room"));
+    let a = blocks(b, pools.take(0, 4, 0).expect("room"));
+    let _c = blocks(b, pools.take(0, 4, 0).expect("room"));
     assert_eq!(b.acquired(), 2);
     // Page 1 (FULL) stacked in class 0; the page heap is empty.
     // SAFETY: blocks of class 0 taken from `pools`, held, given up.
-    unsafe { pools.give(0, chain(&a), 0) };
+    unsafe { pools.give(0, chain(b, &a), 0) };
     assert_eq!(
         pools.class(0).activity.load(Ordering::Relaxed),
         GIVEN_SINCE_RELIEF
     );
     // Class 1 finds no page, drains class 0 (which was given blocks) and gets
     // page 1 back from the page heap.
-    let d = blocks(pools.take(1, 2, 0).expect("pressure relief"));
+    let d = blocks(b, pools.take(1, 2, 0).expect("pressure relief"));
     assert_eq!(b.page_of_block(d[0]), 1);
     assert_eq!((b.released(), b.acquired()), (1, 3));
     assert_eq!(pools.class(0).shards[0].stacked.load(Ordering::Relaxed), 0);
@@ -835,7 +854,7 @@ fn take_drains_classes_that_were_given_before_failing() {
 fn take_everything(pools: &Pools<TestBacking>, seen: &mut BTreeMap<usize, u32>) {
     let limit = pools.backing().all_blocks().len();
     while let Some(batch) = pools.take(CLASS, 8, 0) {
-        for blk in blocks(batch) {
+        for blk in blocks(pools.backing(), batch) {
             pools.backing().offset_of(blk);
             *seen.entry(blk as usize).or_default() += 1;
         }
@@ -881,7 +900,7 @@ fn concurrent_takes_gives_and_returns_conserve_every_block() {
                     if op < 7 && held.len() < HOLD {
                         let want = 1 + (r >> 8) as u32 % slots;
                         if let Some(batch) = pools.take(CLASS, want, shard) {
-                            for blk in blocks(batch) {
+                            for blk in blocks(pools.backing(), batch) {
                                 let mark = (t + 1) << 40 | u64::from(i) << 8 | held.len() as u64;
                                 // SAFETY: the block is ours now; word 0 is
                                 // ours to write (the link, word 1, is not
@@ -906,7 +925,7 @@ fn concurrent_takes_gives_and_returns_conserve_every_block() {
                             .collect();
                         if op < 13 {
                             // SAFETY: blocks of class 0 from `pools`, held, given up.
-                            unsafe { pools.give(CLASS, chain(&list), shard) };
+                            unsafe { pools.give(CLASS, chain(pools.backing(), &list), shard) };
                         } else {
                             send_home(pool, b, &list);
                         }
@@ -915,7 +934,7 @@ fn concurrent_takes_gives_and_returns_conserve_every_block() {
                 let list: Vec<_> = held.iter().map(|&(blk, _)| blk).collect();
                 if !list.is_empty() {
                     // SAFETY: as above.
-                    unsafe { pools.give(CLASS, chain(&list), shard) };
+                    unsafe { pools.give(CLASS, chain(pools.backing(), &list), shard) };
                 }
             });
         }
