@@ -11,8 +11,10 @@
 #
 # at N1 and N2 = 3 N1 iterations, and reports (Ir(N2) - Ir(N1)) / ((N2 - N1)
 # ops per iteration): start-up, the allocator's initialisation and exit
-# cancel. Allocators: libshoalloc.so from this tree, Debian's mimalloc,
-# jemalloc and tcmalloc-minimal, and glibc's malloc (no preload).
+# cancel. Allocators: libshoalloc.so and libshoalloc_secure.so from this
+# tree (the secure build is reported beside it, not counted as a peer),
+# Debian's mimalloc, jemalloc and tcmalloc-minimal, and glibc's malloc (no
+# preload).
 #
 # Callgrind, unlike memcheck, does not replace malloc, so the preloaded
 # library is what the program calls; every run checks that (the program
@@ -24,7 +26,8 @@
 #
 # Usage: bash capi/bench/instructions.sh     (env OUT=path, REBUILD=1)
 # Writes papers/instructions.md (OUT overrides) and prints it. Builds
-# libshoalloc.so if it is missing (REBUILD=1: always runs the cargo build).
+# libshoalloc.so and libshoalloc_secure.so if missing (REBUILD=1: always runs
+# the cargo builds).
 # Needs valgrind and cc; as root, missing peers are installed with apt-get; a
 # peer still missing is skipped with a note.
 set -euo pipefail
@@ -59,6 +62,22 @@ fi
 [[ -f $SHOAL ]] || { echo "instructions.sh: could not build libshoalloc.so" >&2; exit 1; }
 STALE="$(find src capi/src Cargo.toml capi/Cargo.toml -newer "$SHOAL" -type f 2>/dev/null | sed -n 1p)" || true
 [[ -z $STALE ]] || echo "instructions.sh: $STALE is newer than $SHOAL (REBUILD=1 rebuilds)" >&2
+SECURE="$(dirname "$SHOAL")/libshoalloc_secure.so"
+if [[ ! -f $SECURE || ${REBUILD:-0} == 1 ]]; then
+    echo "instructions.sh: cargo build --release -p shoalloc-capi-secure" >&2
+    cargo build --release -p shoalloc-capi-secure >/dev/null 2>&1 || true
+fi
+[[ -f $SECURE ]] || { echo "instructions.sh: could not build libshoalloc_secure.so" >&2; exit 1; }
+SECURE_STALE="$(find src capi/src capi-secure Cargo.toml -newer "$SECURE" -type f 2>/dev/null | sed -n 1p)" || true
+[[ -z $SECURE_STALE ]] || echo "instructions.sh: $SECURE_STALE is newer than $SECURE (REBUILD=1 rebuilds)" >&2
+
+# The secure build is a column of its own, beside shoalloc and never one of
+# the "other allocators" the ratios compare against.
+ALLOCS=(shoalloc shoalloc-secure "${ALLOCS[@]:1}")
+eval "$(declare -f preload_of | sed '1s/^preload_of/peers_preload_of/')"
+preload_of() {
+    if [[ $1 == shoalloc-secure ]]; then echo "$SECURE"; else peers_preload_of "$1"; fi
+}
 
 RUN=()
 SKIPPED=()
@@ -186,7 +205,7 @@ CPU="$(awk -F': *' '/^(model name|Hardware|cpu model|uarch)[[:space:]]*:/ { prin
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 DIRTY="$(git status --porcelain -- src capi/src Cargo.toml capi/Cargo.toml Cargo.lock 2>/dev/null | wc -l)" || DIRTY=0
 
-peer_cols() { for a in "${RUN[@]}"; do [[ $a == shoalloc ]] || echo "$a"; done; }
+peer_cols() { for a in "${RUN[@]}"; do [[ $a == shoalloc || $a == shoalloc-secure ]] || echo "$a"; done; }
 mapfile -t PEERCOLS < <(peer_cols)
 
 table() { # name of an associative array indexed [op,alloc]
@@ -310,6 +329,8 @@ ratio() { awk -v s="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", s / b; else
     echo "- shoalloc: \`${SHOAL#"$ROOT"/}\`, built $(date -u -r "$SHOAL" '+%Y-%m-%d %H:%M UTC') from commit $COMMIT$(
         if ((DIRTY)); then echo " with uncommitted changes to the library's sources"; else echo " (no uncommitted changes to the library's sources)"; fi
         [[ -z $STALE ]] || echo "; $STALE is newer than the library")."
+    echo "- shoalloc-secure: \`${SECURE#"$ROOT"/}\` (\`ShoalSecure\`: block states, encoded links, guard pages; README, Hardening), built $(date -u -r "$SECURE" '+%Y-%m-%d %H:%M UTC')$(
+        [[ -z $SECURE_STALE ]] || echo "; $SECURE_STALE is newer than the library"). Not one of the other allocators in the ratios above."
     for p in "${PEERS[@]}"; do
         if [[ -n ${PEER_LIB[$p]:-} ]]; then
             echo "- $p: Debian ${PEER_PKG[$p]} $(peer_version "$p"), \`${PEER_LIB[$p]}\`."
