@@ -18,13 +18,19 @@ use core::alloc::{GlobalAlloc, Layout};
 /// # fn main() { let v = vec![1, 2, 3]; assert_eq!(v.iter().sum::<i32>(), 6); }
 /// ```
 ///
-/// What it costs and what it leaves out: an address-map lookup and a state
-/// byte per small allocation and free (one byte per 16 bytes of blocks in
-/// use; the benchmarks' `shoal-secure` column measures the time); its own
-/// pools and thread caches, never mixed with `Shoal`'s; medium and huge
-/// objects get the checks `Shoal` makes (a double free of a huge object is
-/// detected, an interior pointer is foreign). A free racing with another
-/// free of the same block in another thread may go unnoticed.
+/// Free-list links are stored encoded with random keys per segment, so an
+/// address written into a freed block decodes to one the program did not
+/// choose and is caught before it is followed; and once it is in use, new
+/// segments get guard pages below their header and below their first block.
+///
+/// What it costs and what it leaves out: an address-map lookup, a state
+/// byte and a link encoding per small allocation and free (one byte per 16
+/// bytes of blocks in use; the benchmarks' `shoal-secure` column measures
+/// the time); its own pools and thread caches, never mixed with `Shoal`'s;
+/// medium and huge objects get the checks `Shoal` makes (a double free of a
+/// huge object is detected, an interior pointer is foreign) and no guard
+/// pages. A free racing with another free of the same block in another
+/// thread may go unnoticed.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ShoalSecure(Shoal<SecureCached>);
 

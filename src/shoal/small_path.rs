@@ -45,7 +45,7 @@ pub unsafe trait SmallPath: 'static {
     }
 
     /// The class of `ptr`, a pointer a program frees without a size, if it
-    /// is a block of one of our pages ([`small_block`]'s answer); a path
+    /// is a block of one of our pages (`small_block`'s answer); a path
     /// that keeps a state per block may read the class from there when the
     /// block is handed out and ask `small_block` only otherwise.
     #[inline(always)]
@@ -138,8 +138,9 @@ unsafe impl SmallPath for Uncached {
 /// and every block a free list leads to must be a block of the class and not
 /// handed out before its link is followed, so a link overwritten after a free
 /// (a use-after-free write) stops the process instead of handing out an
-/// arbitrary address. Costs an address-map lookup and a state byte per
-/// operation.
+/// arbitrary address. Links are stored encoded (`link_keys`, through
+/// [`CheckedSegments`]). Costs an address-map lookup, a state byte and a
+/// link encoding per operation.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SecureCached;
 
