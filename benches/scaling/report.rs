@@ -760,9 +760,8 @@ fn secure_cost_goal(s: &Summary) -> Goal {
         format!(
             "lowest shoal-secure / shoal cells: {}; highest: {}.\n\
              the secure path adds work to every small allocation and free, not to the shared \
-             level: an address-map lookup and a unit-descriptor read to find the block's state \
-             byte, a check and a store of that byte, and a check of every block a free list \
-             leads to; so it costs most where shoal's own operation is shortest (a thread-cache \
+             level: an address-map word and the block's state byte (checked, then stored) on \
+             each, and a free-list link encoded or decoded with its segment's keys; so it costs most where shoal's own operation is shortest (a thread-cache \
              hit) and least where other work dominates (large objects, thread creation, the \
              program's own computation).",
             list(&cells[..3]),
@@ -1008,7 +1007,7 @@ fn results_md(s: &Summary, m: &Machine) -> String {
     }
     let _ = writeln!(
         out,
-        "- Allocators: {}. `shoal-secure` is `shoalloc::ShoalSecure` (a state per small block, checked on every allocation and free: the price of hardening). `shoal-nocache` and `shoal-locked` are ablations of `shoal` (`shoalloc::internals::{{ShoalNoCache, ShoalLocked}}`, the small paths in `src/shoal/small_path.rs` and `src/shoal/locked.rs`): no thread caches; thread caches over pools behind one mutex.",
+        "- Allocators: {}. `shoal-secure` is `shoalloc::ShoalSecure` (a state per small block, checked on every allocation and free, and encoded free-list links: the price of hardening). `shoal-nocache` and `shoal-locked` are ablations of `shoal` (`shoalloc::internals::{{ShoalNoCache, ShoalLocked}}`, the small paths in `src/shoal/small_path.rs` and `src/shoal/locked.rs`): no thread caches; thread caches over pools behind one mutex.",
         s.allocators
             .iter()
             .map(|a| format!("`{a}`"))
