@@ -268,20 +268,28 @@ mod imp {
         unsafe { libc::mprotect(ptr.cast(), size, libc::PROT_NONE) == 0 }
     }
 
+    /// The system call itself, not glibc's wrapper: the wrapper is a
+    /// cancellation point (a `malloc` that maps a segment must not be one)
+    /// and needs glibc 2.25.
     pub fn random_u64() -> u64 {
         let mut out = 0u64;
-        // SAFETY: `out` is a valid, writable 8-byte buffer.
-        let got = unsafe {
-            libc::getrandom(
-                (&mut out as *mut u64).cast(),
-                core::mem::size_of::<u64>(),
-                libc::GRND_NONBLOCK,
-            )
-        };
-        if got == core::mem::size_of::<u64>() as isize {
-            out
-        } else {
-            super::weak_random_u64()
+        loop {
+            // SAFETY: `out` is a valid, writable 8-byte buffer.
+            let got = unsafe {
+                libc::syscall(
+                    libc::SYS_getrandom,
+                    (&mut out as *mut u64).cast::<libc::c_void>(),
+                    core::mem::size_of::<u64>(),
+                    libc::GRND_NONBLOCK,
+                )
+            };
+            if got == core::mem::size_of::<u64>() as libc::c_long {
+                return out;
+            }
+            // SAFETY: errno is this thread's.
+            if got != -1 || unsafe { *libc::__errno_location() } != libc::EINTR {
+                return super::weak_random_u64();
+            }
         }
     }
 

@@ -69,7 +69,10 @@ impl<P: SmallPath> Shoal<P> {
     fn alloc_aligned(size: usize, align: usize) -> *mut u8 {
         match kind_of(size, align) {
             Kind::Small(class) => P::alloc(class),
-            Kind::Medium => medium::alloc(size, false, small_path::pools()),
+            Kind::Medium => {
+                P::before_medium();
+                medium::alloc(size, false, small_path::pools())
+            }
             Kind::Huge => large::alloc(size, align),
         }
     }
@@ -469,7 +472,10 @@ unsafe impl<P: SmallPath> GlobalAlloc for Shoal<P> {
                 ptr
             }
             // Clean spans (never used, or purged) are zero already.
-            Kind::Medium => medium::alloc(layout.size(), true, small_path::pools()),
+            Kind::Medium => {
+                P::before_medium();
+                medium::alloc(layout.size(), true, small_path::pools())
+            }
             // Fresh mappings are zero; only a reused one is cleared.
             Kind::Huge => large::alloc_zeroed(layout.size(), layout.align()),
         }

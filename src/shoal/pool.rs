@@ -154,8 +154,12 @@ pub unsafe trait Backing: NodeSpace {
     }
     /// Called on each block of `class` as it is carved, before it joins a
     /// batch: the secure path's backing marks its state free.
+    ///
+    /// # Safety
+    /// `block` was just carved from a page of `class` of this backing, and
+    /// the caller holds it.
     #[inline(always)]
-    fn carved(&self, class: usize, block: *mut FreeBlock) {
+    unsafe fn carved(&self, class: usize, block: *mut FreeBlock) {
         let _ = (class, block);
     }
     /// The successor that free block `block`'s word 0 names (null at the
@@ -825,10 +829,11 @@ unsafe fn link_run(backing: &impl Backing, class: usize, first: *mut u8, n: u32)
             first.wrapping_add(i * size)
         };
         // SAFETY: the caller owns the carved run, which lies inside a mapped
-        // page (Backing contract) and is 16-byte aligned.
-        backing.carved(class, block.cast());
-        // SAFETY: as above.
-        unsafe { backing.set_next(block.cast(), next.cast()) };
+        // page of `class` (Backing contract) and is 16-byte aligned.
+        unsafe {
+            backing.carved(class, block.cast());
+            backing.set_next(block.cast(), next.cast());
+        }
         block = next;
     }
     Batch {

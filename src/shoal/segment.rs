@@ -185,7 +185,7 @@ pub struct UnitDesc {
 static GUARD_PAGES: AtomicBool = AtomicBool::new(false);
 
 /// Segments mapped from now on get guard pages. The secure path calls this
-/// before it asks for its first page; a process that never uses it keeps
+/// before it asks for a page or a medium object; a process that never uses it keeps
 /// one mapping per segment run (a guard splits it into four) and makes no
 /// `mprotect` call.
 pub fn want_guard_pages() {
@@ -563,12 +563,20 @@ pub fn small_block(ptr: *const u8) -> Option<usize> {
 }
 
 impl Segments {
-    /// Whether `handle`'s segment number names a mapped segment (a handle
-    /// that does not can only come from a link a program overwrote).
+    /// Whether `handle` can name a node of a mapped segment: its segment
+    /// number names a mapped segment, and its offset a unit descriptor or a
+    /// granule of the units that hold blocks — never a guard page, the
+    /// header, the keys or the state table. A handle that does not can only
+    /// come from a link a program overwrote.
     #[inline]
-    pub fn names_mapped_segment(handle: u64) -> bool {
+    pub fn names_node(handle: u64) -> bool {
         let index = handle >> OFFSET_BITS;
-        index < SEGMENTS.len() as u64 && segment_base(index) != 0
+        let offset = ((handle & ((1 << OFFSET_BITS) - 1)) << 4) as usize;
+        let descriptor = (DESC_OFFSET..DESC_OFFSET + UNITS as usize * 32).contains(&offset)
+            && (offset - DESC_OFFSET) % 32 == 0;
+        index < SEGMENTS.len() as u64
+            && segment_base(index) != 0
+            && (descriptor || offset >= RESERVED_COUNT * UNIT)
     }
 }
 
@@ -869,7 +877,7 @@ impl Segments {
 // start (64 KiB-aligned, so every block is aligned as its class promises);
 // segments are never unmapped; `handle_of`/`addr_of` are inverse on blocks;
 // page handles name descriptors in unit 0 and block handles blocks in units
-// 1..=63, so they never collide; a free block's link is its second word.
+// 5..=63, so they never collide; a free block's link is its second word.
 unsafe impl Backing for Segments {
     #[inline]
     fn page_capacity(&self, class: usize) -> u32 {

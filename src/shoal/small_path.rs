@@ -10,7 +10,7 @@
 use super::block_state;
 use super::checked_segments::{check_popped, CheckedSegments};
 use super::pool::{alloc_uncached, free_uncached, Pools};
-use super::segment::{small_block, Segments};
+use super::segment::{self, small_block, Segments};
 use super::thread::thread_caches;
 
 /// Alloc and free of one block of a size class.
@@ -43,6 +43,12 @@ pub unsafe trait SmallPath: 'static {
         // SAFETY: forwarded contract.
         unsafe { Self::free(class, block) }
     }
+
+    /// Called before a medium object is allocated: the secure path turns on
+    /// the segments' guard pages there too, so a process whose first
+    /// allocation is medium does not map its first segment unguarded.
+    #[inline(always)]
+    fn before_medium() {}
 
     /// The class of `ptr`, a pointer a program frees without a size, if it
     /// is a block of one of our pages (`small_block`'s answer); a path
@@ -152,7 +158,8 @@ unsafe impl SmallPath for SecureCached {
     fn alloc(class: usize) -> *mut u8 {
         let block = SECURE_CACHES.alloc_checked(class, |b| check_popped(b, class));
         if !block.is_null() {
-            // SAFETY: a free block of `class` (just checked), hence in a
+            // SAFETY: a free block of `class` (checked by `check_popped`
+            // whether it came through the cache or not), hence in a
             // segment.
             unsafe { block_state::hand_out(block, class) };
         }
@@ -170,6 +177,11 @@ unsafe impl SmallPath for SecureCached {
     #[inline(always)]
     fn classify_for_free(ptr: *const u8) -> Option<usize> {
         block_state::live_class(ptr).or_else(|| small_block(ptr))
+    }
+
+    #[inline]
+    fn before_medium() {
+        segment::want_guard_pages();
     }
 
     #[inline(always)]

@@ -490,8 +490,8 @@ impl<K: SlotKey> ThreadCaches<K> {
 
     /// [`Self::alloc`], showing the cache's blocks to `check` before their
     /// links are followed (see [`ThreadCache::alloc_checked`]). A block
-    /// served without a cache (while arming, after the exit hook) is not
-    /// shown: the caller checks what it returns.
+    /// served without a cache (while arming, after the exit hook) is shown
+    /// to `check` before it is returned.
     #[inline(always)]
     pub fn alloc_checked(&self, class: usize, check: impl Fn(*mut FreeBlock)) -> *mut u8 {
         let cache = Self::active_cache();
@@ -509,7 +509,11 @@ impl<K: SlotKey> ThreadCaches<K> {
     fn alloc_checked_unarmed(&self, class: usize, check: impl Fn(*mut FreeBlock)) -> *mut u8 {
         let cache = self.cache();
         if cache.is_null() {
-            return alloc_uncached(self.pool, class);
+            let block = alloc_uncached(self.pool, class);
+            if !block.is_null() {
+                check(block.cast());
+            }
+            return block;
         }
         // SAFETY: as in `alloc`.
         unsafe { (*cache).alloc_checked(self.pool, class, check) }

@@ -1,8 +1,8 @@
 //! The secure path's encoded links and guard pages have teeth: with
-//! `Fault::PlainLinks` armed (links stored as bare addresses) a forged link
-//! is followed, and with `Fault::NoGuardPages` armed the writes around a
-//! segment's metadata land; disarmed, in this same binary, each case of
-//! `tests/hardened_misuse` stops the process. Each run is a child process
+//! `Fault::PlainLinks` alone armed (links stored as bare addresses) a forged
+//! link is followed, and with `Fault::NoGuardPages` alone armed the writes
+//! around a segment's metadata land; disarmed, in this same binary, each
+//! case of `tests/hardened_misuse` stops the process. Each run is a child process
 //! (this binary, re-executed).
 
 #[path = "../../tests/hardened_misuse/mod.rs"]
@@ -24,27 +24,38 @@ fn child() {
     let Ok(case) = std::env::var(CASE) else {
         return;
     };
-    if std::env::var_os(ARMED).is_some() {
+    if let Ok(fault) = std::env::var(ARMED) {
+        let fault = match fault.as_str() {
+            "PlainLinks" => Fault::PlainLinks,
+            "NoGuardPages" => Fault::NoGuardPages,
+            other => panic!("unknown fault {other}"),
+        };
         // SAFETY: the faults only weaken the secure path's protections; the
-        // child is a throwaway process, and both are armed before its first
-        // segment is mapped.
-        unsafe {
-            set(Fault::PlainLinks, true);
-            set(Fault::NoGuardPages, true);
-        }
+        // child is a throwaway process, and the fault is armed before its
+        // first segment is mapped.
+        unsafe { set(fault, true) };
     }
     hardened_misuse::run(&case);
     println!("survived {case}");
 }
 
-fn run_child(case: &str, armed: bool) -> Output {
+/// Runs `case` in a child, with `fault` (a `Fault` variant's name) armed.
+fn run_child(case: &str, fault: Option<&str>) -> Output {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child", "--ignored", "--nocapture"])
         .env(CASE, case);
-    if armed {
-        cmd.env(ARMED, "1");
+    if let Some(fault) = fault {
+        cmd.env(ARMED, fault);
     }
     cmd.output().unwrap()
+}
+
+/// The one fault that switches off the protection `stop` names.
+fn fault_for(stop: Stop) -> &'static str {
+    match stop {
+        Stop::CorruptedList => "PlainLinks",
+        Stop::GuardPage => "NoGuardPages",
+    }
 }
 
 fn stopped(out: &Output, stop: Stop) -> bool {
@@ -60,14 +71,14 @@ fn stopped(out: &Output, stop: Stop) -> bool {
 #[test]
 fn plain_links_and_missing_guards_let_the_misuse_through() {
     for (case, stop) in hardened_misuse::CASES {
-        let healthy = run_child(case, false);
+        let healthy = run_child(case, None);
         assert!(
             stopped(&healthy, stop),
             "{case}: the healthy run was not stopped: {:?}\n{}",
             healthy.status,
             String::from_utf8_lossy(&healthy.stderr)
         );
-        let faulty = run_child(case, true);
+        let faulty = run_child(case, Some(fault_for(stop)));
         assert!(
             String::from_utf8_lossy(&faulty.stdout).contains(&format!("survived {case}")),
             "{case}: still stopped with the protection off: the test would not notice it missing: {:?}\n{}",

@@ -24,15 +24,28 @@ pub enum Stop {
 }
 
 /// The cases and how each must end.
-pub const CASES: [(&str, Stop); 3] = [
+pub const CASES: [(&str, Stop); 4] = [
     ("secure-forged-link", Stop::CorruptedList),
     ("secure-write-below-segment-header", Stop::GuardPage),
     ("secure-write-below-first-block", Stop::GuardPage),
+    ("secure-medium-first-write-below-header", Stop::GuardPage),
 ];
 
 /// Runs case `name` of [`CASES`]; returns only if nothing stopped the
 /// process.
 pub fn run(name: &str) {
+    if name == "secure-medium-first-write-below-header" {
+        // The process's first allocation is a medium object: its segment
+        // must be guarded as well.
+        let medium = Layout::from_size_align(512 << 10, 8).unwrap();
+        // SAFETY: a non-zero-size layout.
+        let m = unsafe { SECURE.alloc(medium) };
+        assert!(!m.is_null());
+        let base = m as usize & !(SEGMENT - 1);
+        // SAFETY: deliberately not, as in the case below.
+        unsafe { (base as *mut u8).write_volatile(0x41) };
+        return;
+    }
     let layout = Layout::from_size_align(32, 8).unwrap();
     // SAFETY: a non-zero-size layout.
     let p = unsafe { SECURE.alloc(layout) };

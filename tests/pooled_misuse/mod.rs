@@ -12,10 +12,12 @@ static SECURE: ShoalSecure = ShoalSecure::new();
 /// The two cases: which word of each pooled block is overwritten, with
 /// what. Word 0 is the chain link a pool walks when it sends a batch home;
 /// word 1 is the stack link of a batch's first block (a handle that names
-/// no segment here).
-pub const CASES: [(&str, usize, u64); 2] = [
+/// no segment, or one that names a guard page of a mapped segment).
+pub const CASES: [(&str, usize, u64); 3] = [
     ("secure-write-into-pooled-chain", 0, 0x10),
     ("secure-write-into-pooled-stack-link", 1, u64::MAX >> 8),
+    // Segment 1 (mapped), offset 0: its leading guard page.
+    ("secure-write-into-pooled-stack-link-guard", 1, 1 << 18),
 ];
 
 /// Runs case `name` of [`CASES`]: frees 2000 blocks of 64 bytes in a thread
