@@ -124,15 +124,23 @@ pub fn live_class(block: *const u8) -> Option<usize> {
     (s & LIVE != 0).then_some((s & !LIVE) as usize)
 }
 
-/// Marks a free block of `class` that a list handed to an allocation
-/// ([`is_free_block`] was checked) as handed out.
+/// Marks a free block of `class` that a list handed to an allocation as
+/// handed out. [`is_free_block`] was checked before its link was followed;
+/// the byte is checked again here (one compare of a byte just read), so a
+/// block that reaches an allocation by any other way while it is not free
+/// — a bug in the allocator itself — still stops the process before a
+/// second owner gets it.
 ///
 /// # Safety
 /// `block` is a block of `class` in a published segment.
 #[inline(always)]
 pub unsafe fn hand_out(block: *const u8, class: usize) {
     // SAFETY: forwarded contract.
-    unsafe { state(block) }.store(live(class), Ordering::Relaxed);
+    let s = unsafe { state(block) };
+    if s.load(Ordering::Relaxed) != free(class) {
+        corrupted_list();
+    }
+    s.store(live(class), Ordering::Relaxed);
 }
 
 /// Marks a freshly carved block of `class` as free.
@@ -181,6 +189,14 @@ pub unsafe fn take_back_classified(block: *const u8, class: usize) {
         misfree(block, class);
     }
     s.store(free(class), Ordering::Relaxed);
+}
+
+#[cold]
+#[inline(never)]
+fn corrupted_list() -> ! {
+    fatal::abort(
+        "shoalloc: corrupted free list (a block on a free list is not a free block of its class); aborting",
+    )
 }
 
 /// Names what is wrong with a free of `block` as a block of `class` that
