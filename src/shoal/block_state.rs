@@ -174,21 +174,22 @@ pub fn take_back(block: *const u8, class: usize) {
         misfree(block, class);
     }
     // SAFETY: `has_state` just found a segment at `block`.
-    unsafe { take_back_classified(block, class) }
-}
-
-/// [`take_back`] for a pointer already classified as a block of `class`.
-///
-/// # Safety
-/// `small_block(block) == Some(class)`.
-#[inline(always)]
-pub unsafe fn take_back_classified(block: *const u8, class: usize) {
-    // SAFETY: a block in a published segment (the caller's contract).
     let s = unsafe { state(block) };
     if s.load(Ordering::Relaxed) != live(class) {
         misfree(block, class);
     }
     s.store(free(class), Ordering::Relaxed);
+}
+
+/// Marks a block that [`live_class`] just found handed out as a block of
+/// `class` as free, without reading its byte again.
+///
+/// # Safety
+/// `live_class(block) == Some(class)`.
+#[inline(always)]
+pub unsafe fn take_back_live(block: *const u8, class: usize) {
+    // SAFETY: a handed-out block, hence in a published segment.
+    unsafe { state(block) }.store(free(class), Ordering::Relaxed);
 }
 
 #[cold]
@@ -203,7 +204,7 @@ fn corrupted_list() -> ! {
 /// is not handed out, and aborts.
 #[cold]
 #[inline(never)]
-fn misfree(block: *const u8, class: usize) -> ! {
+pub fn misfree(block: *const u8, class: usize) -> ! {
     if small_block(block) == Some(class) {
         // SAFETY: `small_block` found a block of ours, in a segment.
         if unsafe { state(block) }.load(Ordering::Relaxed) == free(class) {

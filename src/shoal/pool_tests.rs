@@ -35,6 +35,12 @@ const NEVER: u64 = 1 << 40;
 /// What word 0 of a free block is XORed with (see the module docs).
 const LINK_KEY: usize = 0x5a5a_0000_00a5_a5a0;
 
+/// `p` with its address XORed with [`LINK_KEY`], keeping its provenance:
+/// encodes a link, and decodes one.
+fn flip_link(p: *mut FreeBlock) -> *mut FreeBlock {
+    p.wrapping_byte_add(((p as usize) ^ LINK_KEY).wrapping_sub(p as usize))
+}
+
 const _: () = assert!(SLOT == 16 && PAGE_TAG < HANDLE_MASK);
 
 /// A backing of `pages` pages of `slots` 16-byte slots each (plus, optionally,
@@ -337,14 +343,12 @@ unsafe impl Backing for TestBacking {
 
     unsafe fn next_of(&self, block: *mut FreeBlock) -> *mut FreeBlock {
         // SAFETY: the caller holds the free block; word 0 is its link.
-        let word = unsafe { (*block).next };
-        word.wrapping_byte_add(((word as usize) ^ LINK_KEY).wrapping_sub(word as usize))
+        flip_link(unsafe { (*block).next })
     }
 
     unsafe fn set_next(&self, block: *mut FreeBlock, next: *mut FreeBlock) {
-        let word = next.wrapping_byte_add(((next as usize) ^ LINK_KEY).wrapping_sub(next as usize));
         // SAFETY: the caller holds the free block; word 0 is its link.
-        unsafe { (*block).next = word };
+        unsafe { (*block).next = flip_link(next) };
     }
 
     fn purge(&self, force: bool, now: u64) {

@@ -31,13 +31,14 @@ pub unsafe trait SmallPath: 'static {
     /// afterwards.
     unsafe fn free(class: usize, block: *mut u8);
 
-    /// Frees `block` after [`small_block`] has just said it is a block of
-    /// `class`: a free that checks its pointer (the secure path) skips that
-    /// lookup here, so the C `free`, which classifies first, pays it once.
+    /// Frees `block` after [`Self::classify_for_free`] has just said it is
+    /// a block of `class`: a free that checks its pointer (the secure path)
+    /// skips that check here, so the C `free`, which classifies first, pays
+    /// it once.
     ///
     /// # Safety
-    /// `small_block(block) == Some(class)`, and `free(class, block)`'s
-    /// contract holds.
+    /// `Self::classify_for_free(block) == Some(class)`, and
+    /// `free(class, block)`'s contract holds.
     #[inline(always)]
     unsafe fn free_classified(class: usize, block: *mut u8) {
         // SAFETY: forwarded contract.
@@ -52,8 +53,8 @@ pub unsafe trait SmallPath: 'static {
 
     /// The class of `ptr`, a pointer a program frees without a size, if it
     /// is a block of one of our pages (`small_block`'s answer); a path
-    /// that keeps a state per block may read the class from there when the
-    /// block is handed out and ask `small_block` only otherwise.
+    /// that keeps a state per block reads the class from there, answers
+    /// only for handed-out blocks and aborts on a small block that is not.
     #[inline(always)]
     fn classify_for_free(ptr: *const u8) -> Option<usize> {
         small_block(ptr)
@@ -176,7 +177,14 @@ unsafe impl SmallPath for SecureCached {
 
     #[inline(always)]
     fn classify_for_free(ptr: *const u8) -> Option<usize> {
-        block_state::live_class(ptr).or_else(|| small_block(ptr))
+        let live = block_state::live_class(ptr);
+        if live.is_none() {
+            if let Some(class) = small_block(ptr) {
+                // A block of ours that is not handed out.
+                block_state::misfree(ptr, class);
+            }
+        }
+        live
     }
 
     #[inline]
@@ -186,8 +194,9 @@ unsafe impl SmallPath for SecureCached {
 
     #[inline(always)]
     unsafe fn free_classified(class: usize, block: *mut u8) {
-        // SAFETY: a block of `class` (the caller's contract).
-        unsafe { block_state::take_back_classified(block, class) };
+        // SAFETY: `classify_for_free`, that is `live_class`, said a
+        // handed-out block of `class` (the caller's contract).
+        unsafe { block_state::take_back_live(block, class) };
         // SAFETY: a live block of `class` from `SECURE_POOLS` (its state
         // said so), given up by the caller.
         unsafe { SECURE_CACHES.free(class, block) }
